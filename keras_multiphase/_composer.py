@@ -1,0 +1,188 @@
+"""The learning rate the optimizer sees while this package's callbacks run.
+
+```
+lr(step) = base(step) x product of factors(step)
+```
+
+`base` is PhaseLR's phase rate when a PhaseLR is attached, else the rate the
+optimizer was built with (its float, or its own `LearningRateSchedule`
+evaluated at the step). Factors come from WarmupCosineRestarts and
+AdaptiveBatch; PlateauLR's shrinking factor is applied last, with its
+`min_lr` floor. The product is evaluated inside the compiled train step
+from `optimizer.iterations`, so every step gets its exact rate, whatever
+`steps_per_execution` is, and no batch-level Python hook is needed.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_multiphase._state import state_store, unwrap_optimizer
+
+# Order in which contributions are multiplied (only rounding depends on it).
+BASE, FACTOR, FLOOR = 0, 1, 2
+
+
+@keras.saving.register_keras_serializable(package="keras_multiphase")
+class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """Product of the rate contributions of attached callbacks.
+
+    Installed on the optimizer while a fit with this package's callbacks
+    runs, and removed when it ends. If a model is saved in the `.keras`
+    format during training, the rate in effect at that moment is stored as
+    a plain float (`from_config` returns it), so the file loads as an
+    ordinary optimizer.
+    """
+
+    def __init__(self, original=None, optimizer=None):
+        self.original = original
+        self.optimizer = optimizer
+        self.providers: dict[str, object] = {}
+        self.traced_signature = None
+        self._epoch_cache: tuple | None = None
+        self._epoch_steps: dict[int, int] = {}
+
+    # -- contributions -------------------------------------------------
+    def add(self, key: str, provider) -> None:
+        if provider.lr_role == BASE:
+            for other_key, other in self.providers.items():
+                if other.lr_role == BASE and other_key != key:
+                    raise ValueError(
+                        "Only one PhaseLR can drive an optimizer. Received a "
+                        f"second one ({key!r}) while {other_key!r} is attached."
+                    )
+        self.providers[key] = provider
+        self._epoch_cache = None
+
+    def remove(self, key: str) -> None:
+        self.providers.pop(key, None)
+        self._epoch_cache = None
+
+    def _sorted(self):
+        return sorted(self.providers.items(), key=lambda kv: (kv[1].lr_role, kv[0]))
+
+    @property
+    def phase_provider(self):
+        for _, provider in self._sorted():
+            if provider.lr_role == BASE:
+                return provider
+        return None
+
+    def signature(self):
+        return tuple(
+            (key, provider.trace_signature()) for key, provider in self._sorted()
+        )
+
+    # -- evaluation ----------------------------------------------------
+    def original_rate(self, step):
+        original = self.original
+        if isinstance(original, keras.optimizers.schedules.LearningRateSchedule):
+            return ops.cast(original(step), "float32")
+        if isinstance(original, keras.Variable):
+            return ops.cast(original.value, "float32")
+        if callable(original):
+            return ops.cast(original(), "float32")
+        return ops.convert_to_tensor(original, "float32")
+
+    def base_rate(self, step):
+        provider = self.phase_provider
+        if provider is not None:
+            return provider.base_rate(step)
+        return ops.zeros_like(step) + self.original_rate(step)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        base = self.base_rate(step)
+        rate = base
+        for _, provider in self._sorted():
+            if provider.lr_role == FACTOR:
+                rate = rate * provider.lr_factor(step, base)
+        for _, provider in self._sorted():
+            if provider.lr_role == FLOOR:
+                rate = provider.apply_floor(step, rate)
+        return rate
+
+    def phase_at(self, step):
+        provider = self.phase_provider
+        if provider is None:
+            return ops.zeros_like(ops.cast(step, "float32"))
+        return ops.cast(provider.phase_at(ops.cast(step, "float32")), "float32")
+
+    def prepare(self, model) -> None:
+        """Resolves every contribution, then retraces if the product changed.
+
+        Called from each attached callback's `on_train_begin`; all of them
+        have had `set_model` and `set_params` by then. The train function is
+        rebuilt only when the traced product differs from the current one.
+        """
+        for _, provider in self._sorted():
+            provider.resolve()
+        for _, provider in self._sorted():
+            provider.check_composition(self)
+        signature = self.signature()
+        if signature != self.traced_signature:
+            model.make_train_function(force=True)
+            self.traced_signature = signature
+
+    def note_epoch_begin(self, epoch: int) -> None:
+        """Records the first step of `epoch` (once per epoch)."""
+        if epoch not in self._epoch_steps:
+            step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+            self._epoch_steps = {epoch: step}
+            self._epoch_cache = None
+
+    def epoch_values(self, epoch: int) -> tuple[float, int]:
+        """Rate and phase in effect for `epoch`: those at its first step.
+
+        Computed once per epoch, by the first callback that asks in
+        `on_epoch_end`, before any callback changes its state.
+        """
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            step = float(self._epoch_steps.get(epoch, 0))
+            if epoch not in self._epoch_steps:
+                step = float(
+                    np.asarray(unwrap_optimizer(self.optimizer).iterations)
+                )
+            rate = float(np.asarray(self(step)))
+            phase = int(np.asarray(self.phase_at(step)))
+            self._epoch_cache = (epoch, rate, phase)
+        return self._epoch_cache[1], self._epoch_cache[2]
+
+    # -- serialization -------------------------------------------------
+    def get_config(self) -> dict:
+        step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+        return {"learning_rate": float(np.asarray(self(step)))}
+
+    @classmethod
+    def from_config(cls, config):
+        return float(config["learning_rate"])
+
+
+def composer_for(optimizer) -> ComposedLearningRate:
+    """Returns the optimizer's composed rate, installing it if needed."""
+    inner = unwrap_optimizer(optimizer)
+    state_store(optimizer)
+    current = inner._learning_rate
+    if isinstance(current, ComposedLearningRate):
+        return current
+    composer = ComposedLearningRate(original=current, optimizer=inner)
+    object.__setattr__(inner, "_learning_rate", composer)
+    return composer
+
+
+def release(optimizer, key: str) -> bool:
+    """Detaches `key`; restores the optimizer's own rate if none is left.
+
+    Returns True when the optimizer's rate was restored.
+    """
+    inner = unwrap_optimizer(optimizer)
+    composer = inner._learning_rate
+    if not isinstance(composer, ComposedLearningRate):
+        return False
+    composer.remove(key)
+    if composer.providers:
+        return False
+    object.__setattr__(inner, "_learning_rate", composer.original)
+    return True

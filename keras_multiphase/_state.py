@@ -1,0 +1,141 @@
+"""Callback state that lives on the optimizer.
+
+JAX captures any variable the optimizer does not track as a constant when
+the train step is traced (see DESIGN.md, "Where state may live"), so every
+value a callback changes during training is a `keras.Variable` tracked by
+the (innermost) optimizer. The same variables are written into checkpoints,
+which is how `BackupAndRestore` resumes plateau counters and phases.
+
+To keep checkpoints loadable by a model built without this package, the
+optimizer's own store keeps exactly the variables a plain optimizer has; this
+package's variables are written to a separate child entry,
+`optimizer/_keras_multiphase_state`, that a plain model never reads.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+
+try:  # Keras does not export the saveable base class.
+    from keras.src.saving.keras_saveable import KerasSaveable
+except ImportError:  # pragma: no cover
+    KerasSaveable = object
+
+_ATTR = "_keras_multiphase_state"
+
+
+def unwrap_optimizer(optimizer):
+    """Returns the optimizer that owns the learning rate and variables."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+class StateStore(KerasSaveable):
+    """Named float32 variables tracked by one optimizer."""
+
+    def __init__(self, optimizer):
+        self._optimizer = optimizer
+        self._vars: dict[str, keras.Variable] = {}
+        self._owners: dict[str, object] = {}
+
+    def _obj_type(self):
+        return "KerasMultiphaseState"
+
+    def claim_key(self, prefix: str, owner) -> str:
+        """A stable key for `owner`: `prefix`, then `prefix_1`, ...
+
+        Keys follow the order in which callbacks attach (their order in the
+        callback list), so a resumed run finds its state under the same keys.
+        """
+        for key, other in self._owners.items():
+            if other is owner:
+                return key
+        i = 0
+        key = prefix
+        while key in self._owners:
+            i += 1
+            key = f"{prefix}_{i}"
+        self._owners[key] = owner
+        return key
+
+    def variable(self, key: str, value) -> keras.Variable:
+        """Returns the variable `key`, creating it with `value` if new."""
+        if key in self._vars:
+            return self._vars[key]
+        value = np.asarray(value, dtype="float32")
+        safe = key.replace("/", "_").replace(".", "_")
+        var = keras.Variable(
+            value,
+            dtype="float32",
+            trainable=False,
+            name=f"keras_multiphase_{safe}",
+        )
+        self._optimizer._track_variable(var)
+        self._vars[key] = var
+        return var
+
+    def owns(self, variable) -> bool:
+        return any(variable is v for v in self._vars.values())
+
+    def save_own_variables(self, store):
+        for key, var in self._vars.items():
+            store[key] = np.asarray(var.numpy())
+
+    def load_own_variables(self, store):
+        for key in store.keys():
+            if key in self._vars:
+                self._vars[key].assign(store[key])
+
+
+def _plain_variables(optimizer, state):
+    return [v for v in optimizer.variables if not state.owns(v)]
+
+
+def _patch_saving(optimizer, state) -> None:
+    """Makes `optimizer` save and load only its plain variables."""
+
+    def save_own_variables(store):
+        for i, var in enumerate(_plain_variables(optimizer, state)):
+            store[str(i)] = var.numpy()
+
+    def load_own_variables(store):
+        plain = _plain_variables(optimizer, state)
+        if len(store.keys()) != len(plain):
+            warnings.warn(
+                f"Skipping variable loading for optimizer '{optimizer.name}',"
+                f" because it has {len(plain)} variables whereas the saved "
+                f"optimizer has {len(store.keys())} variables.",
+                stacklevel=2,
+            )
+            return
+        for i, var in enumerate(plain):
+            var.assign(store[str(i)])
+
+    # Instance attributes: only this optimizer is affected.
+    object.__setattr__(optimizer, "save_own_variables", save_own_variables)
+    object.__setattr__(optimizer, "load_own_variables", load_own_variables)
+
+
+def state_store(optimizer) -> StateStore:
+    """Returns the state store of `optimizer`, installing it if needed.
+
+    Wrappers such as `LossScaleOptimizer` list the inner optimizer's
+    variables as theirs, so they are patched too.
+    """
+    inner = unwrap_optimizer(optimizer)
+    state = inner.__dict__.get(_ATTR)
+    if state is None:
+        state = StateStore(inner)
+        object.__setattr__(inner, _ATTR, state)
+    opt = optimizer
+    while True:
+        if opt.__dict__.get("_keras_multiphase_patched") is not state:
+            _patch_saving(opt, state)
+            object.__setattr__(opt, "_keras_multiphase_patched", state)
+        if opt is inner:
+            return state
+        opt = opt.inner_optimizer

@@ -1,0 +1,68 @@
+"""Argument checks whose messages name the argument and the value."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(name: str, value, allowed: str = "a number") -> float:
+    if not _is_number(value) or not math.isfinite(float(value)):
+        raise ValueError(
+            f"Argument `{name}` must be {allowed}. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_positive(name: str, value) -> float:
+    value_f = check_number(name, value, "a finite number > 0")
+    if value_f <= 0:
+        raise ValueError(
+            f"Argument `{name}` must be > 0. Received: {name}={value!r}"
+        )
+    return value_f
+
+
+def check_non_negative(name: str, value) -> float:
+    value_f = check_number(name, value, "a finite number >= 0")
+    if value_f < 0:
+        raise ValueError(
+            f"Argument `{name}` must be >= 0. Received: {name}={value!r}"
+        )
+    return value_f
+
+
+def check_int(name: str, value, minimum: int = 0) -> int:
+    if (
+        not _is_number(value)
+        or float(value) != int(value)
+        or int(value) < minimum
+    ):
+        raise ValueError(
+            f"Argument `{name}` must be an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_ratio(name: str, value, upper_open: bool = False) -> float:
+    value_f = check_number(name, value, "a number in [0, 1]")
+    if value_f < 0 or value_f > 1 or (upper_open and value_f == 1):
+        bound = "[0, 1)" if upper_open else "[0, 1]"
+        raise ValueError(
+            f"Argument `{name}` must be in {bound}. Received: {name}={value!r}"
+        )
+    return value_f
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(
+            f"Argument `{name}` must be one of {tuple(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+    return value

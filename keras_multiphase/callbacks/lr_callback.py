@@ -1,0 +1,124 @@
+"""Private base of the callbacks that contribute to the learning rate."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_multiphase._composer import FACTOR, composer_for, release
+from keras_multiphase._state import state_store, unwrap_optimizer
+
+
+class LRCallback(keras.callbacks.Callback):
+    """Attaches one contribution to the optimizer's composed rate.
+
+    Subclasses set `lr_role` and implement `_resolve()` (turn epochs and
+    fractions into steps, raise `ValueError` on bad input),
+    `_create_state(store)`, `trace_signature()`, the role's evaluation method
+    (`base_rate`, `lr_factor` or `apply_floor`) and `_on_epoch_end`.
+    """
+
+    lr_role = FACTOR
+
+    def __init__(self):
+        super().__init__()
+        self._optimizer = None
+        self._composer = None
+        self._key = None
+        self._resolved_for = None
+
+    # -- wiring --------------------------------------------------------
+    def set_model(self, model):
+        super().set_model(model)
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and optimizer.built:
+            self._attach(model, optimizer)
+
+    def _attach(self, model, optimizer) -> None:
+        store = state_store(optimizer)
+        if self._optimizer is not optimizer:
+            self._optimizer = optimizer
+            self._key = store.claim_key(type(self).__name__, self)
+            self._create_state(store)
+        self._composer = composer_for(optimizer)
+        self._composer.add(self._key, self)
+
+    def _ensure_attached(self):
+        model = self.model
+        optimizer = model.optimizer
+        if optimizer is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a compiled model with an "
+                "optimizer. Call `model.compile(optimizer=...)` first."
+            )
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        if self._composer is None or self._optimizer is not optimizer or (
+            self._key not in self._composer.providers
+        ):
+            self._attach(model, optimizer)
+        return model
+
+    def resolve(self) -> None:
+        """Converts the configuration to steps for the current fit."""
+        params = dict(self.params or {})
+        signature = (params.get("steps"), params.get("epochs"))
+        if self._resolved_for != signature:
+            self._resolve(params.get("steps"), params.get("epochs"))
+            self._resolved_for = signature
+
+    def check_composition(self, composer) -> None:
+        """Checks that the other attached contributions suit this one."""
+
+    def steps_per_epoch(self, steps, what: str) -> int:
+        if not steps:
+            raise ValueError(
+                f"{type(self).__name__} was given {what} in epochs or "
+                "fractions, but the number of steps per epoch is unknown. "
+                "Pass `steps_per_epoch` to `fit`, use data of known length, "
+                "or give lengths in steps."
+            )
+        return int(steps)
+
+    @property
+    def _iterations(self) -> int:
+        return int(np.asarray(unwrap_optimizer(self._optimizer).iterations))
+
+    # -- Keras hooks ---------------------------------------------------
+    def on_train_begin(self, logs=None):
+        model = self._ensure_attached()
+        self._composer.prepare(model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model  # On JAX, reading `model` syncs the training state.
+        self._composer.note_epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model  # Sync (JAX) before reading or assigning state.
+        rate, phase = self._composer.epoch_values(epoch)
+        if logs is not None:
+            logs["learning_rate"] = rate
+            if self._composer.phase_provider is not None:
+                logs["phase"] = phase
+        self._on_epoch_end(epoch, logs or {})
+
+    def on_train_end(self, logs=None):
+        if self._optimizer is None:
+            return
+        if release(self._optimizer, self._key):
+            # The traced step multiplied by contributions that are gone.
+            self.model.train_function = None
+        self._composer = None
+
+    # -- to implement --------------------------------------------------
+    def _resolve(self, steps, epochs) -> None:
+        raise NotImplementedError
+
+    def _create_state(self, store) -> None:
+        pass
+
+    def trace_signature(self):
+        raise NotImplementedError
+
+    def _on_epoch_end(self, epoch: int, logs: dict) -> None:
+        pass

@@ -1,0 +1,319 @@
+"""PhaseLR: the learning rate moves through named phases."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import keras
+from keras.src.utils import io_utils
+
+from keras_multiphase._composer import BASE
+from keras_multiphase._validation import (
+    check_choice,
+    check_int,
+    check_positive,
+)
+from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.callbacks.plateau import PlateauDetector
+from keras_multiphase.schedules.phase_schedule import (
+    NEVER,
+    TRANSITIONS,
+    phase_index,
+    phase_rate,
+    phase_starts,
+)
+
+LENGTH_KEYS = ("epochs", "steps", "fraction")
+PHASE_KEYS = ("name", "lr", *LENGTH_KEYS, "transition", "transition_steps",
+              "plateau")
+PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
+
+
+def _normalize_phase(i: int, phase, last: bool) -> dict:
+    where = f"phases[{i}]"
+    if not isinstance(phase, Mapping):
+        raise ValueError(
+            f"Argument `{where}` must be a mapping such as "
+            f"{{'lr': 1e-5, 'epochs': 2}}. Received: {where}={phase!r}"
+        )
+    unknown = sorted(set(phase) - set(PHASE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Argument `{where}` has unknown key(s) {unknown}. Allowed keys: "
+            f"{list(PHASE_KEYS)}. Received: {where}={dict(phase)!r}"
+        )
+    if "lr" not in phase:
+        raise ValueError(
+            f"Argument `{where}` must give its learning rate as `lr`. "
+            f"Received: {where}={dict(phase)!r}"
+        )
+    lr = check_positive(f"{where}.lr", phase["lr"])
+    given = [k for k in LENGTH_KEYS if phase.get(k) is not None]
+    if len(given) > 1:
+        raise ValueError(
+            f"Argument `{where}` must give at most one of {list(LENGTH_KEYS)}."
+            f" Received: {where}={dict(phase)!r}"
+        )
+    plateau = phase.get("plateau")
+    if not given and not last and plateau is None:
+        raise ValueError(
+            f"Argument `{where}` needs a length ({', '.join(LENGTH_KEYS)}) or "
+            "a `plateau` that ends it; only the last phase may omit both. "
+            f"Received: {where}={dict(phase)!r}"
+        )
+    out = {"name": phase.get("name", f"phase_{i}"), "lr": lr}
+    if not isinstance(out["name"], str) or not out["name"]:
+        raise ValueError(
+            f"Argument `{where}.name` must be a non-empty str. "
+            f"Received: {where}.name={out['name']!r}"
+        )
+    for key in given:
+        if key == "steps":
+            out[key] = check_int(f"{where}.steps", phase[key], minimum=1)
+        else:
+            out[key] = check_positive(f"{where}.{key}", phase[key])
+            if key == "fraction" and out[key] > 1:
+                raise ValueError(
+                    f"Argument `{where}.fraction` must be in (0, 1]. "
+                    f"Received: {where}.fraction={phase[key]!r}"
+                )
+    out["transition"] = check_choice(
+        f"{where}.transition", phase.get("transition", "step"), TRANSITIONS
+    )
+    out["transition_steps"] = check_int(
+        f"{where}.transition_steps", phase.get("transition_steps", 0)
+    )
+    if plateau is not None:
+        if last:
+            raise ValueError(
+                f"Argument `{where}.plateau` cannot be set on the last phase: "
+                "there is no next phase to advance to."
+            )
+        if not isinstance(plateau, Mapping):
+            raise ValueError(
+                f"Argument `{where}.plateau` must be a mapping such as "
+                f"{{'monitor': 'val_loss', 'patience': 3}}. "
+                f"Received: {where}.plateau={plateau!r}"
+            )
+        unknown = sorted(set(plateau) - set(PLATEAU_KEYS))
+        if unknown:
+            raise ValueError(
+                f"Argument `{where}.plateau` has unknown key(s) {unknown}. "
+                f"Allowed keys: {list(PLATEAU_KEYS)}."
+            )
+        plateau = dict(plateau)
+        PlateauDetector(prefix=f"{where}.plateau.", **plateau)  # validates
+        out["plateau"] = plateau
+    return out
+
+
+def _validate_phases(phases) -> list[dict]:
+    if isinstance(phases, (str, bytes)) or not isinstance(phases, Sequence):
+        raise ValueError(
+            "Argument `phases` must be a list of mappings such as "
+            "[{'lr': 1e-5, 'epochs': 2}, {'lr': 1e-6}]. "
+            f"Received: phases={phases!r}"
+        )
+    if not phases:
+        raise ValueError(
+            f"Argument `phases` must hold at least one phase. "
+            f"Received: phases={phases!r}"
+        )
+    out = [
+        _normalize_phase(i, p, i == len(phases) - 1) for i, p in enumerate(phases)
+    ]
+    names = [p["name"] for p in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"Phase names must be unique. Received duplicate name(s) "
+            f"{duplicates} in phases={names}"
+        )
+    fractions = [p.get("fraction") for p in out]
+    total = sum(f for f in fractions if f is not None)
+    if all(f is not None for f in fractions):
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                "When every phase is a `fraction` of the run, the fractions "
+                f"must sum to 1. Received fractions {fractions} (sum {total:g})"
+            )
+    elif total >= 1.0 - 1e-9:
+        raise ValueError(
+            "Phase fractions leave no room for the other phases. Received "
+            f"fractions {fractions} (sum {total:g}); they must sum to less "
+            "than 1 when some phase has no fraction."
+        )
+    return out
+
+
+@keras.saving.register_keras_serializable(package="keras_multiphase")
+class PhaseLR(LRCallback):
+    """Moves the learning rate through phases during `fit`.
+
+    Each phase has a rate and a length in `epochs`, `steps` or `fraction`
+    of the run's epochs (known when training starts, so a recipe fits any
+    `epochs`). The last phase may omit its length and runs to the end. A
+    phase may be entered through a `"linear"` or `"cosine"` transition from
+    the previous rate over `transition_steps` steps, and may end early on a
+    plateau of a monitored metric (`plateau: {monitor, patience,
+    min_delta}`); a phase with a `plateau` and no length ends only then.
+
+    The rate is evaluated inside the compiled train step from
+    `optimizer.iterations`, so boundaries inside an epoch are exact for any
+    `steps_per_execution`. PhaseLR is the base of the learning-rate
+    composition: `WarmupCosineRestarts`, `PlateauLR` and `AdaptiveBatch`
+    multiply it. If the optimizer was built with its own
+    `LearningRateSchedule`, PhaseLR replaces it during this fit (with a
+    warning) and restores it at the end. Logs `learning_rate` (the rate at
+    the epoch's first step) and `phase` (its index) for each epoch.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> phase_lr = PhaseLR([
+    ...     {"name": "controlled", "lr": 1e-5, "fraction": 0.2},
+    ...     {"name": "aggressive", "lr": 5e-5, "fraction": 0.5,
+    ...      "transition": "linear", "transition_steps": 4},
+    ...     {"name": "fine-tune", "lr": 1e-6},
+    ... ])
+    >>> history = model.fit(np.ones((32, 4)), np.ones((32, 1)), epochs=10,
+    ...                     batch_size=8, callbacks=[phase_lr], verbose=0)
+    >>> history.history["phase"]
+    [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
+
+    Args:
+        phases: List of mappings. Keys: `lr` (float > 0, required); one of
+            `epochs` (float), `steps` (int) or `fraction` (float in (0, 1]);
+            `name` (str, default `"phase_<i>"`); `transition` (`"step"`,
+            `"linear"` or `"cosine"`, default `"step"`); `transition_steps`
+            (int, default 0); `plateau` (mapping with `monitor`, `patience`,
+            `min_delta`, `mode`, `min_delta_mode`).
+        verbose: Int. 1 prints a line when a plateau ends a phase.
+    """
+
+    lr_role = BASE
+
+    def __init__(self, phases: Sequence[Mapping], verbose: int = 0):
+        super().__init__()
+        self.phases = _validate_phases(phases)
+        self.verbose = check_int("verbose", verbose)
+        self._detectors = {
+            i: PlateauDetector(owner="PhaseLR", **p["plateau"])
+            for i, p in enumerate(self.phases)
+            if "plateau" in p
+        }
+        self._lengths: list[float] | None = None
+        self._end_var = None
+        self._warned_schedule = False
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [p["name"] for p in self.phases]
+
+    @property
+    def rates(self) -> list[float]:
+        return [p["lr"] for p in self.phases]
+
+    def _create_state(self, store) -> None:
+        n = len(self.phases) - 1
+        self._end_var = store.variable(f"{self._key}.end_override", [-1.0] * n)
+        for i, detector in self._detectors.items():
+            detector.attach(
+                store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
+            )
+
+    def _resolve(self, steps, epochs) -> None:
+        lengths = []
+        for p in self.phases[:-1]:
+            if "steps" in p:
+                lengths.append(float(p["steps"]))
+            elif "epochs" in p:
+                per_epoch = self.steps_per_epoch(steps, "phase lengths")
+                lengths.append(float(max(1, round(p["epochs"] * per_epoch))))
+            elif "fraction" in p:
+                per_epoch = self.steps_per_epoch(steps, "phase lengths")
+                total = p["fraction"] * float(epochs) * per_epoch
+                lengths.append(float(max(1, round(total))))
+            else:
+                lengths.append(NEVER)
+        self._lengths = lengths
+
+    def check_composition(self, composer) -> None:
+        original = composer.original
+        if (
+            isinstance(original, keras.optimizers.schedules.LearningRateSchedule)
+            and not self._warned_schedule
+        ):
+            warnings.warn(
+                "PhaseLR replaces the optimizer's own learning-rate schedule "
+                f"({type(original).__name__}) for this fit; the optimizer "
+                "gets it back when training ends.",
+                stacklevel=2,
+            )
+            self._warned_schedule = True
+
+    def trace_signature(self):
+        return (
+            tuple(self.rates),
+            tuple(self._lengths or ()),
+            tuple(p["transition"] for p in self.phases),
+            tuple(p["transition_steps"] for p in self.phases),
+        )
+
+    # -- in-graph ------------------------------------------------------
+    def starts(self):
+        return phase_starts(self._lengths, self._end_var.value)
+
+    def base_rate(self, step):
+        return phase_rate(
+            step,
+            self.rates,
+            self._lengths,
+            [p["transition"] for p in self.phases],
+            [p["transition_steps"] for p in self.phases],
+            end_override=self._end_var.value,
+        )
+
+    def phase_at(self, step):
+        return phase_index(step, self.starts())
+
+    def phase_indices(self, names_or_indices) -> list[int]:
+        """Maps phase names (or indices) to indices; raises if unknown."""
+        out = []
+        for item in names_or_indices:
+            if isinstance(item, int) and 0 <= item < len(self.phases):
+                out.append(item)
+            elif item in self.phase_names:
+                out.append(self.phase_names.index(item))
+            else:
+                raise ValueError(
+                    f"Unknown phase {item!r}. PhaseLR has phases "
+                    f"{self.phase_names}."
+                )
+        return out
+
+    # -- epoch level -----------------------------------------------------
+    def _on_epoch_end(self, epoch: int, logs: dict) -> None:
+        if not self._detectors:
+            return
+        step = self._iterations
+        current = int(self.phase_at(float(max(step - 1, 0))))
+        detector = self._detectors.get(current)
+        if detector is None or not detector.update(logs):
+            return
+        ends = self._end_var.numpy().copy()
+        ends[current] = float(step)
+        self._end_var.assign(ends)
+        if self.verbose:
+            io_utils.print_msg(
+                f"\nEpoch {epoch + 1}: PhaseLR: `{detector.monitor}` reached a "
+                f"plateau; phase '{self.phases[current]['name']}' ends, "
+                f"'{self.phases[current + 1]['name']}' starts at step {step}."
+            )
+
+    def get_config(self) -> dict:
+        return {"phases": [dict(p) for p in self.phases], "verbose": self.verbose}

@@ -1,0 +1,282 @@
+"""WarmupCosineRestarts: warmup then SGDR cycles, as a rate multiplier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+from keras_multiphase._composer import FACTOR
+from keras_multiphase._validation import (
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_ratio,
+)
+from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.schedules.phase_schedule import NEVER
+from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
+    validate_cycle_args,
+    warmup_cosine_factor,
+)
+
+
+def _exclusive(a: str, va, b: str, vb) -> None:
+    if va is not None and vb is not None:
+        raise ValueError(
+            f"Arguments `{a}` and `{b}` are exclusive; give one. "
+            f"Received: {a}={va!r}, {b}={vb!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_multiphase")
+class WarmupCosineRestarts(LRCallback):
+    """Linear warmup, then cosine annealing with warm restarts.
+
+    Multiplies the base rate (the optimizer's rate, or PhaseLR's phase rate)
+    by a factor that rises linearly from `warmup_start_ratio` to 1 during
+    the warmup, then follows cosine cycles (Loshchilov & Hutter 2017,
+    "SGDR") between each cycle's peak and `min_ratio`. Alone, its peak is
+    the optimizer's rate. It can be limited to named PhaseLR phases (the
+    clock starts when the first of them starts, and the factor is 1
+    elsewhere) or to an epoch range.
+
+    ```
+    cycle i: length first_cycle * cycle_mult**i, peak cycle_decay**i
+    factor = min_ratio + (peak - min_ratio) * (1 + cos(pi * u)) / 2
+    ```
+
+    With `min_lr` instead of `min_ratio`, the bottom of each cycle is that
+    absolute rate. Evaluated inside the compiled step: exact per step.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> sgdr = WarmupCosineRestarts(first_cycle_epochs=2, cycle_mult=2.0,
+    ...                             warmup_steps=4, min_ratio=0.1)
+    >>> _ = model.fit(np.ones((32, 4)), np.ones((32, 1)), epochs=4,
+    ...               batch_size=8, callbacks=[sgdr], verbose=0)
+
+    Args:
+        first_cycle_steps: Optional int. Length of the first cycle in steps.
+        first_cycle_epochs: Optional float. Same, in epochs. With neither,
+            one cycle spans the whole scope (run, epoch range or phases).
+        cycle_mult: Float >= 1. Growth of each cycle's length.
+        cycle_decay: Float in (0, 1]. Decay of each restart's peak.
+        min_ratio: Float in [0, 1). Bottom of a cycle, relative to the base.
+        min_lr: Optional float. Bottom of a cycle as an absolute rate
+            (exclusive with a non-zero `min_ratio`).
+        warmup_steps: Int. Steps of linear warmup before the first cycle.
+        warmup_epochs: Optional float. Same, in epochs.
+        warmup_start_ratio: Float in [0, 1]. Start of the warmup.
+        warmup_each_cycle: Bool. Warm up again at each restart.
+        max_cycles: Optional int. After this many cycles the factor stays at
+            its minimum.
+        phases: Optional list of PhaseLR phase names (or indices) to limit
+            the schedule to.
+        start_epoch: Optional float. First epoch of the scope.
+        end_epoch: Optional float. Epoch where the scope ends.
+    """
+
+    lr_role = FACTOR
+
+    def __init__(
+        self,
+        first_cycle_steps: int | None = None,
+        first_cycle_epochs: float | None = None,
+        cycle_mult: float = 1.0,
+        cycle_decay: float = 1.0,
+        min_ratio: float = 0.0,
+        min_lr: float | None = None,
+        warmup_steps: int = 0,
+        warmup_epochs: float | None = None,
+        warmup_start_ratio: float = 0.0,
+        warmup_each_cycle: bool = False,
+        max_cycles: int | None = None,
+        phases: Sequence[str | int] | None = None,
+        start_epoch: float | None = None,
+        end_epoch: float | None = None,
+    ):
+        super().__init__()
+        _exclusive(
+            "first_cycle_steps", first_cycle_steps,
+            "first_cycle_epochs", first_cycle_epochs,
+        )
+        if first_cycle_steps is not None:
+            check_int("first_cycle_steps", first_cycle_steps, minimum=1)
+        if first_cycle_epochs is not None:
+            check_positive("first_cycle_epochs", first_cycle_epochs)
+        check_int("warmup_steps", warmup_steps, minimum=0)
+        if warmup_epochs is not None:
+            check_non_negative("warmup_epochs", warmup_epochs)
+            if warmup_steps:
+                _exclusive("warmup_steps", warmup_steps,
+                           "warmup_epochs", warmup_epochs)
+        check_ratio("min_ratio", min_ratio, upper_open=True)
+        if min_lr is not None:
+            check_positive("min_lr", min_lr)
+            if min_ratio:
+                _exclusive("min_ratio", min_ratio, "min_lr", min_lr)
+        validate_cycle_args(
+            first_cycle_steps, cycle_mult, cycle_decay, warmup_steps,
+            warmup_start_ratio, warmup_each_cycle, max_cycles,
+        )
+        if phases is not None:
+            if isinstance(phases, (str, int)):
+                phases = [phases]
+            if not phases or not all(isinstance(p, (str, int)) for p in phases):
+                raise ValueError(
+                    "Argument `phases` must be a non-empty list of PhaseLR "
+                    f"phase names or indices. Received: phases={phases!r}"
+                )
+            if start_epoch is not None or end_epoch is not None:
+                raise ValueError(
+                    "Argument `phases` is exclusive with `start_epoch` / "
+                    f"`end_epoch`. Received: phases={phases!r}, "
+                    f"start_epoch={start_epoch!r}, end_epoch={end_epoch!r}"
+                )
+            phases = list(phases)
+        if start_epoch is not None:
+            check_non_negative("start_epoch", start_epoch)
+        if end_epoch is not None:
+            check_positive("end_epoch", end_epoch)
+            if start_epoch is not None and end_epoch <= start_epoch:
+                raise ValueError(
+                    "Argument `end_epoch` must be after `start_epoch`. "
+                    f"Received: start_epoch={start_epoch!r}, "
+                    f"end_epoch={end_epoch!r}"
+                )
+        self.first_cycle_steps = first_cycle_steps
+        self.first_cycle_epochs = first_cycle_epochs
+        self.cycle_mult = float(cycle_mult)
+        self.cycle_decay = float(cycle_decay)
+        self.min_ratio = float(min_ratio)
+        self.min_lr = None if min_lr is None else float(min_lr)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_epochs = warmup_epochs
+        self.warmup_start_ratio = float(warmup_start_ratio)
+        self.warmup_each_cycle = bool(warmup_each_cycle)
+        self.max_cycles = max_cycles
+        self.phases = phases
+        self.start_epoch = start_epoch
+        self.end_epoch = end_epoch
+        self._steps = None  # resolved: (warmup, cycle, scope start, scope end)
+        self._phase_ids = None
+
+    def _resolve(self, steps, epochs) -> None:
+        def to_steps(value, what):
+            per_epoch = self.steps_per_epoch(steps, what)
+            return int(round(value * per_epoch))
+
+        warmup = self.warmup_steps
+        if self.warmup_epochs is not None:
+            warmup = to_steps(self.warmup_epochs, "`warmup_epochs`")
+        start, end = 0, None
+        if self.start_epoch is not None:
+            start = to_steps(self.start_epoch, "`start_epoch`")
+        if self.end_epoch is not None:
+            end = to_steps(self.end_epoch, "`end_epoch`")
+        cycle = self.first_cycle_steps
+        if self.first_cycle_epochs is not None:
+            cycle = max(1, to_steps(self.first_cycle_epochs, "the cycle length"))
+        self._steps = (warmup, cycle, start, end, steps, epochs)
+
+    def check_composition(self, composer) -> None:
+        warmup, cycle, start, end, steps, epochs = self._steps
+        provider = composer.phase_provider
+        if self.phases is not None:
+            if provider is None:
+                raise ValueError(
+                    "WarmupCosineRestarts was limited to phases "
+                    f"{self.phases}, but no PhaseLR is in the callbacks. Add "
+                    "a PhaseLR or drop `phases`."
+                )
+            self._phase_ids = provider.phase_indices(self.phases)
+        if cycle is None:
+            scope = self._scope_length(provider, start, end, steps, epochs)
+            cycle = scope - warmup
+            if cycle < 1:
+                raise ValueError(
+                    "WarmupCosineRestarts: the warmup "
+                    f"({warmup} steps) fills its whole scope ({scope} steps). "
+                    "Shorten the warmup or give `first_cycle_steps`."
+                )
+        if self.warmup_each_cycle and warmup >= cycle:
+            raise ValueError(
+                "With `warmup_each_cycle=True` the warmup must be shorter "
+                f"than a cycle. Received: warmup of {warmup} steps, cycle of "
+                f"{cycle} steps."
+            )
+        self._cycle = cycle
+
+    def _scope_length(self, provider, start, end, steps, epochs) -> int:
+        if self._phase_ids is not None:
+            lengths = list(provider._lengths) + [NEVER]
+            total = sum(lengths[i] for i in set(self._phase_ids))
+            if total >= NEVER:
+                raise ValueError(
+                    "WarmupCosineRestarts covers a phase with no fixed length "
+                    f"({self.phases}); give `first_cycle_steps` or "
+                    "`first_cycle_epochs`."
+                )
+            return int(total)
+        if end is None:
+            per_epoch = self.steps_per_epoch(steps, "a cycle spanning the run")
+            end = int(per_epoch * epochs)
+        return end - start
+
+    def trace_signature(self):
+        return (self._steps, getattr(self, "_cycle", None), self._phase_ids)
+
+    def lr_factor(self, step, base):
+        warmup, _, start, end, _, _ = self._steps
+        if self._phase_ids is not None:
+            provider = self._composer.phase_provider
+            starts = provider.starts()
+            origin = starts[min(self._phase_ids)]
+            current = provider.phase_at(step)
+            inside = ops.zeros_like(step) > 1.0
+            for i in self._phase_ids:
+                inside = ops.logical_or(inside, ops.equal(current, i))
+        else:
+            origin = ops.convert_to_tensor(float(start), "float32")
+            inside = step >= origin
+            if end is not None:
+                inside = ops.logical_and(inside, step < float(end))
+        if self.min_lr is not None:
+            min_ratio = ops.clip(self.min_lr / ops.maximum(base, 1e-30), 0.0, 1.0)
+        else:
+            min_ratio = self.min_ratio
+        factor = warmup_cosine_factor(
+            step - origin,
+            first_cycle_steps=self._cycle,
+            cycle_mult=self.cycle_mult,
+            cycle_decay=self.cycle_decay,
+            min_ratio=min_ratio,
+            warmup_steps=warmup,
+            warmup_start_ratio=self.warmup_start_ratio,
+            warmup_each_cycle=self.warmup_each_cycle,
+            max_cycles=self.max_cycles,
+        )
+        return ops.where(inside, factor, ops.ones_like(factor))
+
+    def get_config(self) -> dict:
+        return {
+            "first_cycle_steps": self.first_cycle_steps,
+            "first_cycle_epochs": self.first_cycle_epochs,
+            "cycle_mult": self.cycle_mult,
+            "cycle_decay": self.cycle_decay,
+            "min_ratio": self.min_ratio,
+            "min_lr": self.min_lr,
+            "warmup_steps": self.warmup_steps,
+            "warmup_epochs": self.warmup_epochs,
+            "warmup_start_ratio": self.warmup_start_ratio,
+            "warmup_each_cycle": self.warmup_each_cycle,
+            "max_cycles": self.max_cycles,
+            "phases": self.phases,
+            "start_epoch": self.start_epoch,
+            "end_epoch": self.end_epoch,
+        }
