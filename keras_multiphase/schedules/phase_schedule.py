@@ -70,11 +70,11 @@ def phase_rate(
         else:
             done = ops.clip((step - starts[k]) / _f32(span), 0.0, 1.0)
             if kind == "linear":
-                value = old + (new - old) * done
+                weight_old = 1.0 - done
             else:
-                value = new + (old - new) * 0.5 * (
-                    1.0 + ops.cos(_f32(math.pi) * done)
-                )
+                weight_old = 0.5 * (1.0 + ops.cos(_f32(math.pi) * done))
+            # A weighted mean of two positive rates: no cancellation.
+            value = old * weight_old + new * (1.0 - weight_old)
         rate = ops.where(step >= starts[k], value, rate)
     return rate
 
