@@ -87,7 +87,8 @@ def test_plateau_ends_a_phase_early():
     # ends after epoch 3 instead of its nominal 6 epochs.
     phases = [
         {"lr": 0.01, "epochs": 6,
-         "plateau": {"monitor": "score", "patience": 2, "min_delta": 0.0}},
+         "plateau": {"monitor": "score", "patience": 2, "min_delta": 0.0,
+                      "mode": "min"}},
         {"lr": 0.03, "epochs": 1},
         {"lr": 0.001},
     ]
@@ -101,7 +102,7 @@ def test_plateau_ends_a_phase_early():
 
 def test_plateau_only_phase_waits_for_the_plateau():
     phases = [
-        {"lr": 0.02, "plateau": {"monitor": "score", "patience": 1}},
+        {"lr": 0.02, "plateau": {"monitor": "score", "patience": 1, "mode": "min"}},
         {"lr": 0.005},
     ]
     script = Script("score", [3.0, 2.0, 1.0, 1.0, 1.0])

@@ -31,8 +31,13 @@ class LRCallback(keras.callbacks.Callback):
     def set_model(self, model):
         super().set_model(model)
         optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and optimizer.built:
-            self._attach(model, optimizer)
+        if optimizer is None:
+            return
+        if not optimizer.built and model.built:
+            # TensorFlow defers this to the first traced step; building now
+            # fixes the variable order before any checkpoint is loaded.
+            optimizer.build(model.trainable_variables)
+        self._attach(model, optimizer)
 
     def _attach(self, model, optimizer) -> None:
         store = state_store(optimizer)

@@ -242,6 +242,11 @@ class PhaseLR(LRCallback):
                 lengths.append(NEVER)
         self._lengths = lengths
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for detector in self._detectors.values():
+            detector.decide_mode(self.model)
+
     def check_composition(self, composer) -> None:
         original = composer.original
         if (

@@ -28,12 +28,41 @@ MIN_DELTA_MODES = ("absolute", "relative")
 _MAX_HINTS = ("acc", "auc", "precision", "recall", "f1", "iou")
 
 
-def resolve_mode(mode: str, monitor: str) -> str:
-    """`"min"` or `"max"`; `"auto"` guesses from the metric name."""
+def _metric_direction(model, name: str):
+    """`"min"`/`"max"` from a compiled metric's direction, if it has one."""
+    pending = list(getattr(model, "metrics", []) or [])
+    while pending:
+        metric = pending.pop()
+        pending.extend(getattr(metric, "metrics", []) or [])
+        if getattr(metric, "name", None) == name:
+            direction = getattr(metric, "_direction", None)
+            if direction in ("up", "down"):
+                return "max" if direction == "up" else "min"
+    return None
+
+
+def resolve_mode(mode: str, monitor: str, model=None) -> str:
+    """`"min"` or `"max"`; `"auto"` decides as Keras's callbacks do.
+
+    A loss is minimised; otherwise the compiled metric's own direction is
+    used, then the usual names (accuracy, AUC, ...). Raises `ValueError` when
+    nothing decides, like Keras's `ReduceLROnPlateau`.
+    """
     if mode != "auto":
         return mode
-    name = monitor.removeprefix("val_").lower()
-    return "max" if any(h in name for h in _MAX_HINTS) else "min"
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    direction = _metric_direction(model, name) if model is not None else None
+    if direction is not None:
+        return direction
+    if any(h in name.lower() for h in _MAX_HINTS):
+        return "max"
+    raise ValueError(
+        f"Cannot tell whether `{monitor}` should be minimised or maximised "
+        f"(mode='auto'). Pass mode='min' or mode='max'. Received: "
+        f"monitor={monitor!r}, mode={mode!r}"
+    )
 
 
 class PlateauDetector:
@@ -77,10 +106,21 @@ class PlateauDetector:
         self.owner = owner
         self._warned = False
         self._var = None
+        self._direction = None if mode == "auto" else mode
+
+    def decide_mode(self, model) -> None:
+        """Settles `mode="auto"` once the model is known (on_train_begin)."""
+        self._direction = resolve_mode(self.mode, self.monitor, model)
+
+    @property
+    def direction(self) -> str:
+        if self._direction is None:
+            self._direction = resolve_mode(self.mode, self.monitor)
+        return self._direction
 
     def initial_state(self):
-        best = math.inf if resolve_mode(self.mode, self.monitor) == "min" else -math.inf
-        return [best, 0.0, 0.0]  # best, wait, cooldown counter
+        # best = NaN until a first value is seen: any value improves on it.
+        return [math.nan, 0.0, 0.0]  # best, wait, cooldown counter
 
     def attach(self, variable) -> None:
         """Keeps the counters in `variable` (shape `(3,)`)."""
@@ -96,9 +136,11 @@ class PlateauDetector:
 
     def is_improvement(self, current: float, best: float) -> bool:
         delta = self.min_delta
-        if self.min_delta_mode == "relative" and math.isfinite(best):
+        if math.isnan(best):
+            return True
+        if self.min_delta_mode == "relative":
             delta = self.min_delta * abs(best)
-        if resolve_mode(self.mode, self.monitor) == "min":
+        if self.direction == "min":
             return current < best - delta
         return current > best + delta
 

@@ -107,6 +107,10 @@ class PlateauLR(LRCallback):
     def _resolve(self, steps, epochs) -> None:
         pass
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._detector.decide_mode(self.model)
+
     def trace_signature(self):
         return (self.min_lr,)
 
