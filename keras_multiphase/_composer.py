@@ -150,10 +150,14 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             self._epoch_cache = (epoch, rate, phase)
         return self._epoch_cache[1], self._epoch_cache[2]
 
+    def current_rate(self) -> float:
+        """The rate the next step will use."""
+        step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+        return float(np.asarray(self(step)))
+
     # -- serialization -------------------------------------------------
     def get_config(self) -> dict:
-        step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-        return {"learning_rate": float(np.asarray(self(step)))}
+        return {"learning_rate": self.current_rate()}
 
     @classmethod
     def from_config(cls, config):
@@ -169,6 +173,8 @@ def composer_for(optimizer) -> ComposedLearningRate:
         return current
     composer = ComposedLearningRate(original=current, optimizer=inner)
     object.__setattr__(inner, "_learning_rate", composer)
+    if isinstance(current, keras.Variable):
+        state_store(optimizer).effective_rate = (current, composer.current_rate)
     return composer
 
 
@@ -185,4 +191,5 @@ def release(optimizer, key: str) -> bool:
     if composer.providers:
         return False
     object.__setattr__(inner, "_learning_rate", composer.original)
+    state_store(optimizer).effective_rate = None
     return True

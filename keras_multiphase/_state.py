@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
     KerasSaveable = object
 
 _ATTR = "_keras_multiphase_state"
+_RATE_KEY = "optimizer_learning_rate"
 
 
 def unwrap_optimizer(optimizer):
@@ -41,9 +42,14 @@ class StateStore(KerasSaveable):
         self._optimizer = optimizer
         self._vars: dict[str, keras.Variable] = {}
         self._owners: dict[str, object] = {}
+        # While a composed rate is installed: (rate variable, function giving
+        # the rate in effect). Checkpoints store that rate in the optimizer's
+        # own `learning_rate` slot, so a plain model resumes at it, and keep
+        # the real value of the variable here.
+        self.effective_rate = None
 
     def _obj_type(self):
-        return "KerasMultiphaseState"
+        return "Loss"  # any accepted kind: only its attribute skip list differs
 
     def claim_key(self, prefix: str, owner) -> str:
         """A stable key for `owner`: `prefix`, then `prefix_1`, ...
@@ -84,11 +90,21 @@ class StateStore(KerasSaveable):
     def save_own_variables(self, store):
         for key, var in self._vars.items():
             store[key] = np.asarray(var.numpy())
+        if self.effective_rate is not None:
+            store[_RATE_KEY] = np.asarray(self.effective_rate[0].numpy())
 
     def load_own_variables(self, store):
         for key in store.keys():
             if key in self._vars:
                 self._vars[key].assign(store[key])
+        if _RATE_KEY in store.keys() and self.effective_rate is not None:
+            self.effective_rate[0].assign(store[_RATE_KEY])
+
+    def saved_value(self, variable):
+        """What the optimizer's own store holds for `variable`."""
+        if self.effective_rate is not None and variable is self.effective_rate[0]:
+            return np.asarray(self.effective_rate[1](), dtype="float32")
+        return variable.numpy()
 
 
 def _plain_variables(optimizer, state):
@@ -100,7 +116,7 @@ def _patch_saving(optimizer, state) -> None:
 
     def save_own_variables(store):
         for i, var in enumerate(_plain_variables(optimizer, state)):
-            store[str(i)] = var.numpy()
+            store[str(i)] = state.saved_value(var)
 
     def load_own_variables(store):
         plain = _plain_variables(optimizer, state)

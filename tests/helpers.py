@@ -15,6 +15,11 @@ BACKEND = keras.backend.backend()
 SPE_VALUES = (1,) if BACKEND == "torch" else (1, 4)
 
 
+@keras.saving.register_keras_serializable(package="tests")
+def mean_prediction(y_true, y_pred):
+    return ops.mean(y_pred)
+
+
 def rate_probe(optimizer=None, steps_per_execution=1, jit_compile="auto"):
     model = keras.Sequential(
         [
@@ -24,7 +29,7 @@ def rate_probe(optimizer=None, steps_per_execution=1, jit_compile="auto"):
     )
     model.compile(
         optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.1),
-        loss=lambda y_true, y_pred: ops.mean(y_pred),
+        loss=mean_prediction,
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
