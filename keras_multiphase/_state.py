@@ -15,6 +15,7 @@ package's variables are written to a separate child entry,
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -39,7 +40,9 @@ class StateStore(KerasSaveable):
     """Named float32 variables tracked by one optimizer."""
 
     def __init__(self, optimizer):
-        self._optimizer = optimizer
+        # A weak reference: Keras's saver walks attributes, and a plain one
+        # back to the optimizer would be a cycle.
+        self._optimizer = weakref.ref(optimizer)
         self._vars: dict[str, keras.Variable] = {}
         self._owners: dict[str, object] = {}
         # While a composed rate is installed: (rate variable, function giving
@@ -80,7 +83,7 @@ class StateStore(KerasSaveable):
             trainable=False,
             name=f"keras_multiphase_{safe}",
         )
-        self._optimizer._track_variable(var)
+        self._optimizer()._track_variable(var)
         self._vars[key] = var
         return var
 
