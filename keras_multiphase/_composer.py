@@ -142,9 +142,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             step = float(self._epoch_steps.get(epoch, 0))
             if epoch not in self._epoch_steps:
-                step = float(
-                    np.asarray(unwrap_optimizer(self.optimizer).iterations)
-                )
+                step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             rate = float(np.asarray(self(step)))
             phase = int(np.asarray(self.phase_at(step)))
             self._epoch_cache = (epoch, rate, phase)

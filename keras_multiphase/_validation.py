@@ -21,27 +21,19 @@ def check_number(name: str, value, allowed: str = "a number") -> float:
 def check_positive(name: str, value) -> float:
     value_f = check_number(name, value, "a finite number > 0")
     if value_f <= 0:
-        raise ValueError(
-            f"Argument `{name}` must be > 0. Received: {name}={value!r}"
-        )
+        raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value!r}")
     return value_f
 
 
 def check_non_negative(name: str, value) -> float:
     value_f = check_number(name, value, "a finite number >= 0")
     if value_f < 0:
-        raise ValueError(
-            f"Argument `{name}` must be >= 0. Received: {name}={value!r}"
-        )
+        raise ValueError(f"Argument `{name}` must be >= 0. Received: {name}={value!r}")
     return value_f
 
 
 def check_int(name: str, value, minimum: int = 0) -> int:
-    if (
-        not _is_number(value)
-        or float(value) != int(value)
-        or int(value) < minimum
-    ):
+    if not _is_number(value) or float(value) != int(value) or int(value) < minimum:
         raise ValueError(
             f"Argument `{name}` must be an integer >= {minimum}. "
             f"Received: {name}={value!r}"

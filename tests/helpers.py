@@ -75,7 +75,12 @@ def fit_probe(callbacks, epochs, steps_per_epoch, model=None, **compile_kw):
     log = WeightLog()
     x, y = probe_data(steps_per_epoch)
     history = model.fit(
-        x, y, batch_size=2, epochs=epochs, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=2,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
         callbacks=[*callbacks, log],
     )
     return model, log, history.history
@@ -110,8 +115,17 @@ def phase_ref(step, rates, lengths, transitions=None, transition_steps=None):
     return rates[k] + (rates[k - 1] - rates[k]) * (1 + math.cos(math.pi * frac)) / 2
 
 
-def wcr_ref(t, first, mult=1.0, decay=1.0, min_ratio=0.0, warmup=0,
-            start_ratio=0.0, each=False, max_cycles=None):
+def wcr_ref(
+    t,
+    first,
+    mult=1.0,
+    decay=1.0,
+    min_ratio=0.0,
+    warmup=0,
+    start_ratio=0.0,
+    each=False,
+    max_cycles=None,
+):
     if t < warmup:
         return start_ratio + (1 - start_ratio) * t / warmup
     u, i, start = t - warmup, 0, 0
@@ -135,5 +149,4 @@ def wcr_ref(t, first, mult=1.0, decay=1.0, min_ratio=0.0, warmup=0,
 def assert_applied(log, want):
     """Per-epoch applied rates equal `want`, to float32 accumulation error."""
     scale = max(abs(t) for t in log.totals) or 1.0
-    np.testing.assert_allclose(log.per_epoch(), want, rtol=1e-5,
-                               atol=1e-6 * scale)
+    np.testing.assert_allclose(log.per_epoch(), want, rtol=1e-5, atol=1e-6 * scale)

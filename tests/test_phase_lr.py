@@ -1,14 +1,13 @@
 """PhaseLR: the rates the compiled step applies, phase by phase."""
 
-import keras
 import numpy as np
 import pytest
 from helpers import (
     BACKEND,
     SPE_VALUES,
-    assert_applied,
     Script,
     applied_per_epoch,
+    assert_applied,
     fit_probe,
     phase_ref,
 )
@@ -27,13 +26,16 @@ def test_rates_applied_inside_the_step(spe, kind):
         {"lr": 0.002, "transition": kind, "transition_steps": 4},
     ]
     model, log, history = fit_probe(
-        [PhaseLR(phases)], epochs=5, steps_per_epoch=STEPS,
+        [PhaseLR(phases)],
+        epochs=5,
+        steps_per_epoch=STEPS,
         steps_per_execution=spe,
     )
 
     def ref(s):
-        return phase_ref(s, [0.01, 0.03, 0.002], [7, 6],
-                         ["step", kind, kind], [0, 3, 4])
+        return phase_ref(
+            s, [0.01, 0.03, 0.002], [7, 6], ["step", kind, kind], [0, 3, 4]
+        )
 
     assert_applied(log, applied_per_epoch(ref, 5, STEPS))
     # Logged values: the rate at each epoch's first step, and the phase.
@@ -46,12 +48,21 @@ def test_rates_applied_inside_the_step(spe, kind):
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile is TF/JAX here")
 @pytest.mark.parametrize("jit", [True, False])
 def test_rates_exact_with_and_without_jit_compile(jit):
-    phases = [{"lr": 0.01, "steps": 3}, {"lr": 0.02, "steps": 4,
-              "transition": "cosine", "transition_steps": 2}, {"lr": 0.005}]
-    _, log, _ = fit_probe([PhaseLR(phases)], epochs=3, steps_per_epoch=STEPS,
-                          jit_compile=jit, steps_per_execution=4)
-    ref = PhaseSchedule([0.01, 0.02, 0.005], [3, 4], ["step", "cosine", "step"],
-                        [0, 2, 0])
+    phases = [
+        {"lr": 0.01, "steps": 3},
+        {"lr": 0.02, "steps": 4, "transition": "cosine", "transition_steps": 2},
+        {"lr": 0.005},
+    ]
+    _, log, _ = fit_probe(
+        [PhaseLR(phases)],
+        epochs=3,
+        steps_per_epoch=STEPS,
+        jit_compile=jit,
+        steps_per_execution=4,
+    )
+    ref = PhaseSchedule(
+        [0.01, 0.02, 0.005], [3, 4], ["step", "cosine", "step"], [0, 2, 0]
+    )
     want = applied_per_epoch(lambda s: float(ref(s)), 3, STEPS)
     assert_applied(log, want)
 
@@ -63,8 +74,7 @@ def test_fractions_follow_the_number_of_epochs(epochs):
         {"name": "aggressive", "lr": 5e-5, "fraction": 0.5},
         {"name": "fine-tune", "lr": 1e-6},
     ]
-    _, log, history = fit_probe([PhaseLR(phases)], epochs=epochs,
-                                steps_per_epoch=4)
+    _, log, history = fit_probe([PhaseLR(phases)], epochs=epochs, steps_per_epoch=4)
     total = epochs * 4
     lengths = [round(0.25 * total), round(0.5 * total)]
     want = applied_per_epoch(
@@ -86,15 +96,23 @@ def test_plateau_ends_a_phase_early():
     # "score" stops improving after epoch 1: with patience 2 the first phase
     # ends after epoch 3 instead of its nominal 6 epochs.
     phases = [
-        {"lr": 0.01, "epochs": 6,
-         "plateau": {"monitor": "score", "patience": 2, "min_delta": 0.0,
-                      "mode": "min"}},
+        {
+            "lr": 0.01,
+            "epochs": 6,
+            "plateau": {
+                "monitor": "score",
+                "patience": 2,
+                "min_delta": 0.0,
+                "mode": "min",
+            },
+        },
         {"lr": 0.03, "epochs": 1},
         {"lr": 0.001},
     ]
     script = Script("score", [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
-    _, log, history = fit_probe([script, PhaseLR(phases)], epochs=7,
-                                steps_per_epoch=STEPS)
+    _, log, history = fit_probe(
+        [script, PhaseLR(phases)], epochs=7, steps_per_epoch=STEPS
+    )
     assert history["phase"] == [0, 0, 0, 0, 1, 2, 2]
     want = [0.01] * 4 + [0.03] + [0.001] * 2
     assert_applied(log, np.array(want) * STEPS)
@@ -106,15 +124,14 @@ def test_plateau_only_phase_waits_for_the_plateau():
         {"lr": 0.005},
     ]
     script = Script("score", [3.0, 2.0, 1.0, 1.0, 1.0])
-    _, _, history = fit_probe([script, PhaseLR(phases)], epochs=5,
-                              steps_per_epoch=2)
+    _, _, history = fit_probe([script, PhaseLR(phases)], epochs=5, steps_per_epoch=2)
     assert history["phase"] == [0, 0, 0, 0, 1]
 
 
 def test_second_fit_continues_the_schedule_and_rates_restore_after():
-    model, log, _ = fit_probe([PhaseLR([{"lr": 0.01, "steps": 6},
-                                        {"lr": 0.02}])],
-                              epochs=2, steps_per_epoch=4)
+    model, log, _ = fit_probe(
+        [PhaseLR([{"lr": 0.01, "steps": 6}, {"lr": 0.02}])], epochs=2, steps_per_epoch=4
+    )
     np.testing.assert_allclose(log.totals[-1], 6 * 0.01 + 2 * 0.02, rtol=1e-5)
     # After the fit the optimizer has its own rate back, and a plain fit uses
     # it (the traced step was rebuilt).
@@ -133,16 +150,18 @@ def test_second_fit_continues_the_schedule_and_rates_restore_after():
         ([{"lr": 0.0}], r"phases\[0\].lr"),
         ([{"lr": 1e-3, "epochs": 1, "steps": 4}, {"lr": 1e-4}], "at most one"),
         ([{"lr": 1e-3}, {"lr": 1e-4}], "needs a length"),
-        ([{"lr": 1e-3, "fraction": 0.5}, {"lr": 1e-4, "fraction": 0.3}],
-         "sum to 1"),
+        ([{"lr": 1e-3, "fraction": 0.5}, {"lr": 1e-4, "fraction": 0.3}], "sum to 1"),
         ([{"lr": 1e-3, "fraction": 1.0}, {"lr": 1e-4}], "less than 1"),
-        ([{"lr": 1e-3, "epochs": 1, "transition": "smooth"}, {"lr": 1e-4}],
-         "transition"),
+        (
+            [{"lr": 1e-3, "epochs": 1, "transition": "smooth"}, {"lr": 1e-4}],
+            "transition",
+        ),
         ([{"lr": 1e-3, "epoch": 1}, {"lr": 1e-4}], "unknown key"),
-        ([{"lr": 1e-3, "epochs": 1, "plateau": {"patience": -1}},
-          {"lr": 1e-4}], "patience"),
-        ([{"lr": 1e-3, "epochs": 1, "name": "a"}, {"lr": 1e-4, "name": "a"}],
-         "unique"),
+        (
+            [{"lr": 1e-3, "epochs": 1, "plateau": {"patience": -1}}, {"lr": 1e-4}],
+            "patience",
+        ),
+        ([{"lr": 1e-3, "epochs": 1, "name": "a"}, {"lr": 1e-4, "name": "a"}], "unique"),
     ],
 )
 def test_bad_phases_are_refused_at_construction(phases, message):

@@ -36,10 +36,12 @@ def test_same_decisions_as_keras_reduce_lr_on_plateau(kw):
     _, log, history = fit_probe(
         [Script("score", SCORES), ours], epochs=epochs, steps_per_epoch=2
     )
-    np.testing.assert_allclose(history["learning_rate"],
-                               keras_hist["learning_rate"], rtol=1e-6)
-    np.testing.assert_allclose(log.per_epoch(), keras_log.per_epoch(),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        history["learning_rate"], keras_hist["learning_rate"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        log.per_epoch(), keras_log.per_epoch(), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_works_on_top_of_phases_where_keras_raises():
@@ -47,14 +49,21 @@ def test_works_on_top_of_phases_where_keras_raises():
     scores = [3.0, 3.0, 3.0, 3.0, 3.0]
     with pytest.raises(TypeError):
         fit_probe(
-            [Script("score", scores), PhaseLR(phases),
-             keras.callbacks.ReduceLROnPlateau(monitor="score", mode="min", patience=1)],
-            epochs=3, steps_per_epoch=4,
+            [
+                Script("score", scores),
+                PhaseLR(phases),
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="score", mode="min", patience=1
+                ),
+            ],
+            epochs=3,
+            steps_per_epoch=4,
         )
     plateau = PlateauLR(monitor="score", mode="min", patience=2, factor=0.5)
     _, log, history = fit_probe(
         [Script("score", scores), plateau, PhaseLR(phases)],
-        epochs=5, steps_per_epoch=4,
+        epochs=5,
+        steps_per_epoch=4,
     )
     # The first value is the best; epochs 2 and 3 (1-based) wait; epoch 3
     # ends a plateau, so epochs 4-5 run at half the phase rate; epoch 5 ends
@@ -70,10 +79,13 @@ def test_works_on_top_of_phases_where_keras_raises():
 
 def test_min_lr_floors_reductions_but_never_lifts_a_schedule():
     phases = [{"lr": 0.05, "steps": 12}, {"lr": 0.001}]
-    plateau = PlateauLR(monitor="score", mode="min", patience=1, factor=0.1, min_lr=0.01)
+    plateau = PlateauLR(
+        monitor="score", mode="min", patience=1, factor=0.1, min_lr=0.01
+    )
     _, log, _ = fit_probe(
         [Script("score", [1.0] * 4), plateau, PhaseLR(phases)],
-        epochs=4, steps_per_epoch=4,
+        epochs=4,
+        steps_per_epoch=4,
     )
     # Epoch 2 ends a plateau. Epoch 3: max(0.05 * 0.1, 0.01) = 0.01. Epoch
     # 4: the phase rate 0.001 is already below min_lr and is left alone.
@@ -84,8 +96,9 @@ def test_on_an_optimizer_built_with_a_keras_schedule():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 4, 0.5)
     model = rate_probe(keras.optimizers.SGD(learning_rate=schedule))
     plateau = PlateauLR(monitor="score", mode="min", patience=1, factor=0.5)
-    _, log, _ = fit_probe([Script("score", [1.0] * 3), plateau], epochs=3,
-                          steps_per_epoch=4, model=model)
+    _, log, _ = fit_probe(
+        [Script("score", [1.0] * 3), plateau], epochs=3, steps_per_epoch=4, model=model
+    )
 
     def ref(s):
         return 0.1 * 0.5 ** (s / 4) * (0.5 if s >= 8 else 1.0)
@@ -98,8 +111,9 @@ def test_composes_with_warmup_cosine():
     plateau = PlateauLR(monitor="score", mode="min", patience=1, factor=0.5)
     from helpers import wcr_ref
 
-    _, log, _ = fit_probe([Script("score", [1.0] * 3), sgdr, plateau],
-                          epochs=3, steps_per_epoch=4)
+    _, log, _ = fit_probe(
+        [Script("score", [1.0] * 3), sgdr, plateau], epochs=3, steps_per_epoch=4
+    )
 
     def ref(s):
         return 0.1 * wcr_ref(s, 8) * (0.5 if s >= 8 else 1.0)
@@ -135,15 +149,24 @@ def test_bad_arguments_are_refused(kw, message):
 
 def test_relative_min_delta():
     # 4.0 -> 3.9 is a 2.5% improvement: not enough with min_delta 5%.
-    plateau = PlateauLR(monitor="score", mode="min", patience=1, factor=0.5,
-                        min_delta=0.05, min_delta_mode="relative")
-    _, _, history = fit_probe([Script("score", [4.0, 3.9, 3.0]), plateau],
-                              epochs=3, steps_per_epoch=1)
-    np.testing.assert_allclose(history["learning_rate"], [0.1, 0.1, 0.05],
-                               rtol=1e-6)
+    plateau = PlateauLR(
+        monitor="score",
+        mode="min",
+        patience=1,
+        factor=0.5,
+        min_delta=0.05,
+        min_delta_mode="relative",
+    )
+    _, _, history = fit_probe(
+        [Script("score", [4.0, 3.9, 3.0]), plateau], epochs=3, steps_per_epoch=1
+    )
+    np.testing.assert_allclose(history["learning_rate"], [0.1, 0.1, 0.05], rtol=1e-6)
 
 
 def test_auto_mode_that_cannot_decide_is_refused_at_train_begin():
     with pytest.raises(ValueError, match="mode='min' or mode='max'"):
-        fit_probe([Script("score", [1.0]), PlateauLR(monitor="score")],
-                  epochs=1, steps_per_epoch=1)
+        fit_probe(
+            [Script("score", [1.0]), PlateauLR(monitor="score")],
+            epochs=1,
+            steps_per_epoch=1,
+        )

@@ -19,11 +19,16 @@ def make_callbacks():
     # epochs 3 and 5: the state that must survive the interruption.
     return [
         Script("score", SCORES),
-        PhaseLR([
-            {"lr": 0.01, "epochs": 5,
-             "plateau": {"monitor": "score", "patience": 2, "mode": "min"}},
-            {"name": "b", "lr": 0.03},
-        ]),
+        PhaseLR(
+            [
+                {
+                    "lr": 0.01,
+                    "epochs": 5,
+                    "plateau": {"monitor": "score", "patience": 2, "mode": "min"},
+                },
+                {"name": "b", "lr": 0.03},
+            ]
+        ),
         WarmupCosineRestarts(first_cycle_steps=5, min_ratio=0.5, phases=["b"]),
         PlateauLR(monitor="score", mode="min", patience=2, factor=0.5),
     ]
@@ -47,7 +52,12 @@ def run(model, extra=(), initial_epoch=0, callbacks=None):
     log = WeightLog()
     x, y = probe_data(STEPS)
     history = model.fit(
-        x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=2,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
         initial_epoch=initial_epoch,
         callbacks=[*(callbacks or make_callbacks()), *extra, log],
     )
@@ -71,8 +81,9 @@ def test_backup_and_restore_resumes_the_same_trajectory(reference, tmp_dir):
     keras.backend.clear_session()
     model = model_with_adam()
     history, _ = run(model, extra=[keras.callbacks.BackupAndRestore(tmp_dir)])
-    np.testing.assert_allclose(history["learning_rate"],
-                               ref_history["learning_rate"][4:], rtol=1e-6)
+    np.testing.assert_allclose(
+        history["learning_rate"], ref_history["learning_rate"][4:], rtol=1e-6
+    )
     assert history["phase"] == ref_history["phase"][4:]
     np.testing.assert_allclose(weight(model), ref_weight, rtol=1e-5)
 
@@ -84,8 +95,9 @@ def test_initial_epoch_restart_resumes_the_same_trajectory(reference):
     with pytest.raises(RuntimeError, match="interrupted"):
         run(model, extra=[Interrupt(3)], callbacks=callbacks)
     history, _ = run(model, initial_epoch=4, callbacks=callbacks)
-    np.testing.assert_allclose(history["learning_rate"],
-                               ref_history["learning_rate"][4:], rtol=1e-6)
+    np.testing.assert_allclose(
+        history["learning_rate"], ref_history["learning_rate"][4:], rtol=1e-6
+    )
     np.testing.assert_allclose(weight(model), ref_weight, rtol=1e-5)
 
 

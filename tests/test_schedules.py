@@ -46,8 +46,9 @@ def test_phase_schedule_matches_reference_at_boundaries(kind):
         dict(first_cycle_steps=10),
         dict(first_cycle_steps=10, warmup_steps=5, warmup_start_ratio=0.1),
         dict(first_cycle_steps=6, cycle_mult=2.0, cycle_decay=0.5, min_ratio=0.1),
-        dict(first_cycle_steps=8, warmup_steps=3, warmup_each_cycle=True,
-             cycle_mult=1.5),
+        dict(
+            first_cycle_steps=8, warmup_steps=3, warmup_each_cycle=True, cycle_mult=1.5
+        ),
         dict(first_cycle_steps=5, max_cycles=2, min_ratio=0.2),
     ],
 )
@@ -65,8 +66,7 @@ def test_warmup_cosine_matches_reference(kw):
         max_cycles=kw.get("max_cycles"),
     )
     want = [0.5 * wcr_ref(s, **ref_kw) for s in steps]
-    np.testing.assert_allclose(evaluate(schedule, steps), want, rtol=1e-5,
-                               atol=1e-7)
+    np.testing.assert_allclose(evaluate(schedule, steps), want, rtol=1e-5, atol=1e-7)
 
 
 def test_warmup_cosine_restart_is_a_jump_back_to_the_peak():
@@ -86,18 +86,20 @@ def test_warmup_cosine_restart_is_a_jump_back_to_the_peak():
 )
 def test_phase_schedule_properties(rates, length, kind, span):
     lengths = [length] * (len(rates) - 1)
-    schedule = PhaseSchedule(rates, lengths, [kind] * len(rates),
-                             [span] * len(rates))
+    schedule = PhaseSchedule(rates, lengths, [kind] * len(rates), [span] * len(rates))
     steps = np.arange(0, length * len(rates) + 5)
     got = evaluate(schedule, steps)
     assert np.all(np.isfinite(got))
     assert np.all(got >= min(rates) * (1 - 1e-6))
     assert np.all(got <= max(rates) * (1 + 1e-6))
     if kind != "step" and 0 < span <= length:
-        # Continuous when each transition ends within its phase: no step moves further than the steepest transition.
-        steepest = max(
-            abs(b - a) for a, b in zip(rates, rates[1:], strict=False)
-        ) if len(rates) > 1 else 0.0
+        # Continuous when each transition ends within its phase: no step
+        # moves further than the steepest transition allows.
+        steepest = (
+            max(abs(b - a) for a, b in zip(rates, rates[1:], strict=False))
+            if len(rates) > 1
+            else 0.0
+        )
         bound = steepest * (math.pi / 2 if kind == "cosine" else 1.0) / span
         slack = 1e-6 * max(rates)  # float32 rounding
         assert np.all(np.abs(np.diff(got)) <= bound * (1 + 1e-4) + slack)
@@ -112,11 +114,14 @@ def test_phase_schedule_properties(rates, length, kind, span):
     warmup=st.integers(0, 10),
     start_ratio=st.floats(0.0, 1.0),
 )
-def test_warmup_cosine_properties(first, mult, decay, min_ratio, warmup,
-                                  start_ratio):
+def test_warmup_cosine_properties(first, mult, decay, min_ratio, warmup, start_ratio):
     schedule = WarmupCosineRestartsSchedule(
-        1.0, first_cycle_steps=first, cycle_mult=mult, cycle_decay=decay,
-        min_ratio=min_ratio, warmup_steps=warmup,
+        1.0,
+        first_cycle_steps=first,
+        cycle_mult=mult,
+        cycle_decay=decay,
+        min_ratio=min_ratio,
+        warmup_steps=warmup,
         warmup_start_ratio=start_ratio,
     )
     steps = np.arange(0, warmup + 6 * first)
@@ -133,13 +138,29 @@ def test_warmup_cosine_properties(first, mult, decay, min_ratio, warmup,
 @pytest.mark.parametrize(
     "cls,kw",
     [
-        (PhaseSchedule, dict(rates=[1e-3, 1e-4], lengths=[10],
-                             transitions=["step", "cosine"],
-                             transition_steps=[0, 5])),
-        (WarmupCosineRestartsSchedule, dict(
-            initial_learning_rate=1e-3, first_cycle_steps=10, cycle_mult=2.0,
-            cycle_decay=0.5, min_ratio=0.1, warmup_steps=2,
-            warmup_start_ratio=0.1, warmup_each_cycle=True, max_cycles=3)),
+        (
+            PhaseSchedule,
+            dict(
+                rates=[1e-3, 1e-4],
+                lengths=[10],
+                transitions=["step", "cosine"],
+                transition_steps=[0, 5],
+            ),
+        ),
+        (
+            WarmupCosineRestartsSchedule,
+            dict(
+                initial_learning_rate=1e-3,
+                first_cycle_steps=10,
+                cycle_mult=2.0,
+                cycle_decay=0.5,
+                min_ratio=0.1,
+                warmup_steps=2,
+                warmup_start_ratio=0.1,
+                warmup_each_cycle=True,
+                max_cycles=3,
+            ),
+        ),
     ],
 )
 def test_schedule_serialization_round_trip(cls, kw):
@@ -165,7 +186,9 @@ def test_schedule_serialization_round_trip(cls, kw):
     ],
 )
 def test_phase_schedule_rejects_bad_input(kw, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         PhaseSchedule(**kw)
 
 
@@ -176,8 +199,10 @@ def test_phase_schedule_rejects_bad_input(kw, message):
         (dict(first_cycle_steps=10, cycle_mult=0.5), "cycle_mult"),
         (dict(first_cycle_steps=10, cycle_decay=1.5), "cycle_decay"),
         (dict(first_cycle_steps=10, min_ratio=1.0), "min_ratio"),
-        (dict(first_cycle_steps=10, warmup_steps=10, warmup_each_cycle=True),
-         "warmup_steps"),
+        (
+            dict(first_cycle_steps=10, warmup_steps=10, warmup_each_cycle=True),
+            "warmup_steps",
+        ),
         (dict(first_cycle_steps=10, max_cycles=0), "max_cycles"),
     ],
 )

@@ -18,24 +18,32 @@ from keras_multiphase import PhaseLR, WarmupCosineRestarts
 @pytest.mark.parametrize("spe", SPE_VALUES)
 def test_alone_its_peak_is_the_optimizer_rate(spe):
     callback = WarmupCosineRestarts(
-        first_cycle_steps=6, cycle_mult=2.0, cycle_decay=0.5, min_ratio=0.1,
-        warmup_steps=3, warmup_start_ratio=0.2,
+        first_cycle_steps=6,
+        cycle_mult=2.0,
+        cycle_decay=0.5,
+        min_ratio=0.1,
+        warmup_steps=3,
+        warmup_start_ratio=0.2,
     )
-    _, log, history = fit_probe([callback], epochs=5, steps_per_epoch=5,
-                                steps_per_execution=spe)
+    _, log, history = fit_probe(
+        [callback], epochs=5, steps_per_epoch=5, steps_per_execution=spe
+    )
 
     def ref(s):
-        return 0.1 * wcr_ref(s, 6, mult=2.0, decay=0.5, min_ratio=0.1,
-                             warmup=3, start_ratio=0.2)
+        return 0.1 * wcr_ref(
+            s, 6, mult=2.0, decay=0.5, min_ratio=0.1, warmup=3, start_ratio=0.2
+        )
 
     assert_applied(log, applied_per_epoch(ref, 5, 5))
-    np.testing.assert_allclose(history["learning_rate"],
-                               [ref(5 * e) for e in range(5)], rtol=1e-5)
+    np.testing.assert_allclose(
+        history["learning_rate"], [ref(5 * e) for e in range(5)], rtol=1e-5
+    )
 
 
 def test_epoch_units_and_min_lr():
-    callback = WarmupCosineRestarts(first_cycle_epochs=1, warmup_epochs=0.5,
-                                    min_lr=0.01)
+    callback = WarmupCosineRestarts(
+        first_cycle_epochs=1, warmup_epochs=0.5, min_lr=0.01
+    )
     _, log, _ = fit_probe([callback], epochs=4, steps_per_epoch=4)
     ref = lambda s: 0.1 * wcr_ref(s, 4, min_ratio=0.1, warmup=2)  # noqa: E731
     assert_applied(log, applied_per_epoch(ref, 4, 4))
@@ -53,8 +61,9 @@ def test_limited_to_a_phase_multiplies_the_phase_rate():
         {"name": "aggressive", "lr": 0.05, "steps": 10},
         {"name": "fine-tune", "lr": 0.001},
     ]
-    sgdr = WarmupCosineRestarts(first_cycle_steps=4, min_ratio=0.2,
-                                warmup_steps=2, phases=["aggressive"])
+    sgdr = WarmupCosineRestarts(
+        first_cycle_steps=4, min_ratio=0.2, warmup_steps=2, phases=["aggressive"]
+    )
     _, log, _ = fit_probe([sgdr, PhaseLR(phases)], epochs=4, steps_per_epoch=5)
 
     def ref(s):
@@ -79,8 +88,9 @@ def test_limited_to_an_epoch_range():
 def test_unknown_phase_is_refused_at_train_begin():
     model = rate_probe()
     sgdr = WarmupCosineRestarts(first_cycle_steps=4, phases=["middle"])
-    phase_lr = PhaseLR([{"name": "start", "lr": 0.1, "steps": 2},
-                        {"name": "end", "lr": 0.01}])
+    phase_lr = PhaseLR(
+        [{"name": "start", "lr": 0.1, "steps": 2}, {"name": "end", "lr": 0.01}]
+    )
     with pytest.raises(ValueError, match="Unknown phase 'middle'"):
         fit_probe([phase_lr, sgdr], epochs=1, steps_per_epoch=2, model=model)
     with pytest.raises(ValueError, match="no PhaseLR"):

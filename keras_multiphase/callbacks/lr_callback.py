@@ -58,8 +58,10 @@ class LRCallback(keras.callbacks.Callback):
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        if self._composer is None or self._optimizer is not optimizer or (
-            self._key not in self._composer.providers
+        if (
+            self._composer is None
+            or self._optimizer is not optimizer
+            or (self._key not in self._composer.providers)
         ):
             self._attach(model, optimizer)
         return model
@@ -95,11 +97,11 @@ class LRCallback(keras.callbacks.Callback):
         self._composer.prepare(model)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model  # On JAX, reading `model` syncs the training state.
+        _ = self.model  # On JAX, reading `model` syncs the training state.
         self._composer.note_epoch_begin(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model  # Sync (JAX) before reading or assigning state.
+        _ = self.model  # Sync (JAX) before reading or assigning state.
         rate, phase = self._composer.epoch_values(epoch)
         if logs is not None:
             logs["learning_rate"] = rate
@@ -114,6 +116,15 @@ class LRCallback(keras.callbacks.Callback):
             # The traced step multiplied by contributions that are gone.
             self.model.train_function = None
         self._composer = None
+
+    # -- serialization -----------------------------------------------
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Builds the callback from `get_config()`'s output."""
+        return cls(**config)
 
     # -- to implement --------------------------------------------------
     def _resolve(self, steps, epochs) -> None:

@@ -26,8 +26,7 @@ from keras_multiphase.schedules.phase_schedule import (
 )
 
 LENGTH_KEYS = ("epochs", "steps", "fraction")
-PHASE_KEYS = ("name", "lr", *LENGTH_KEYS, "transition", "transition_steps",
-              "plateau")
+PHASE_KEYS = ("name", "lr", *LENGTH_KEYS, "transition", "transition_steps", "plateau")
 PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
 
 
@@ -121,9 +120,7 @@ def _validate_phases(phases) -> list[dict]:
             f"Argument `phases` must hold at least one phase. "
             f"Received: phases={phases!r}"
         )
-    out = [
-        _normalize_phase(i, p, i == len(phases) - 1) for i, p in enumerate(phases)
-    ]
+    out = [_normalize_phase(i, p, i == len(phases) - 1) for i, p in enumerate(phases)]
     names = [p["name"] for p in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -296,8 +293,7 @@ class PhaseLR(LRCallback):
                 out.append(self.phase_names.index(item))
             else:
                 raise ValueError(
-                    f"Unknown phase {item!r}. PhaseLR has phases "
-                    f"{self.phase_names}."
+                    f"Unknown phase {item!r}. PhaseLR has phases {self.phase_names}."
                 )
         return out
 

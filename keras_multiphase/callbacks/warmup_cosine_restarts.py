@@ -102,8 +102,10 @@ class WarmupCosineRestarts(LRCallback):
     ):
         super().__init__()
         _exclusive(
-            "first_cycle_steps", first_cycle_steps,
-            "first_cycle_epochs", first_cycle_epochs,
+            "first_cycle_steps",
+            first_cycle_steps,
+            "first_cycle_epochs",
+            first_cycle_epochs,
         )
         if first_cycle_steps is not None:
             check_int("first_cycle_steps", first_cycle_steps, minimum=1)
@@ -113,16 +115,20 @@ class WarmupCosineRestarts(LRCallback):
         if warmup_epochs is not None:
             check_non_negative("warmup_epochs", warmup_epochs)
             if warmup_steps:
-                _exclusive("warmup_steps", warmup_steps,
-                           "warmup_epochs", warmup_epochs)
+                _exclusive("warmup_steps", warmup_steps, "warmup_epochs", warmup_epochs)
         check_ratio("min_ratio", min_ratio, upper_open=True)
         if min_lr is not None:
             check_positive("min_lr", min_lr)
             if min_ratio:
                 _exclusive("min_ratio", min_ratio, "min_lr", min_lr)
         validate_cycle_args(
-            first_cycle_steps, cycle_mult, cycle_decay, warmup_steps,
-            warmup_start_ratio, warmup_each_cycle, max_cycles,
+            first_cycle_steps,
+            cycle_mult,
+            cycle_decay,
+            warmup_steps,
+            warmup_start_ratio,
+            warmup_each_cycle,
+            max_cycles,
         )
         if phases is not None:
             if isinstance(phases, (str, int)):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_multiphase._validation import check_positive, check_non_negative
+from keras_multiphase._validation import check_non_negative, check_positive
 
 TRANSITIONS = ("step", "linear", "cosine")
 # A phase that ends only on a plateau has no nominal end: it ends "never".

@@ -119,9 +119,7 @@ def validate_cycle_args(
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
-class WarmupCosineRestartsSchedule(
-    keras.optimizers.schedules.LearningRateSchedule
-):
+class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup, then cosine annealing with warm restarts.
 
     After `warmup_steps` steps rising linearly from
