@@ -198,7 +198,7 @@ def test_phase_schedule_rejects_bad_input(kw, message):
         (dict(first_cycle_steps=0), "first_cycle_steps"),
         (dict(first_cycle_steps=10, cycle_mult=0.5), "cycle_mult"),
         (dict(first_cycle_steps=10, cycle_decay=1.5), "cycle_decay"),
-        (dict(first_cycle_steps=10, min_ratio=1.0), "min_ratio"),
+        (dict(first_cycle_steps=10, min_ratio=1.5), "min_ratio"),
         (
             dict(first_cycle_steps=10, warmup_steps=10, warmup_each_cycle=True),
             "warmup_steps",

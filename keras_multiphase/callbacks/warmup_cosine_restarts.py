@@ -66,7 +66,8 @@ class WarmupCosineRestarts(LRCallback):
             one cycle spans the whole scope (run, epoch range or phases).
         cycle_mult: Float >= 1. Growth of each cycle's length.
         cycle_decay: Float in (0, 1]. Decay of each restart's peak.
-        min_ratio: Float in [0, 1). Bottom of a cycle, relative to the base.
+        min_ratio: Float in [0, 1]. Bottom of a cycle, relative to the base;
+            1.0 gives a warmup followed by the constant base rate.
         min_lr: Optional float. Bottom of a cycle as an absolute rate
             (exclusive with a non-zero `min_ratio`).
         warmup_steps: Int. Steps of linear warmup before the first cycle.
@@ -116,7 +117,7 @@ class WarmupCosineRestarts(LRCallback):
             check_non_negative("warmup_epochs", warmup_epochs)
             if warmup_steps:
                 _exclusive("warmup_steps", warmup_steps, "warmup_epochs", warmup_epochs)
-        check_ratio("min_ratio", min_ratio, upper_open=True)
+        check_ratio("min_ratio", min_ratio)
         if min_lr is not None:
             check_positive("min_lr", min_lr)
             if min_ratio:

@@ -152,7 +152,8 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
             previous one.
         cycle_decay: Float in (0, 1]. Each restart's peak is this fraction
             of the previous peak.
-        min_ratio: Float in [0, 1). The rate at the bottom of a cycle, as a
+        min_ratio: Float in [0, 1]. The rate at the bottom of a cycle (1.0:
+            warmup then a constant rate), as a
             fraction of `initial_learning_rate`.
         warmup_steps: Int. Steps of linear warmup before the first cycle.
         warmup_start_ratio: Float in [0, 1]. Where the warmup starts, as a
@@ -178,7 +179,7 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
         check_positive("initial_learning_rate", initial_learning_rate)
         check_int("first_cycle_steps", first_cycle_steps, minimum=1)
         check_int("warmup_steps", warmup_steps, minimum=0)
-        check_ratio("min_ratio", min_ratio, upper_open=True)
+        check_ratio("min_ratio", min_ratio)
         validate_cycle_args(
             first_cycle_steps,
             cycle_mult,
