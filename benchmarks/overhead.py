@@ -108,6 +108,7 @@ def main():
     print(
         f"{'backend':<11} {'bare steps/s':>12} "
         + " ".join(f"{k + ' / bare':>18}" for k in RUNS[1:])
+        + "   first-epoch extra s (bare, multiphase, per-batch)"
     )
     for backend in args.backends:
         out = subprocess.run(

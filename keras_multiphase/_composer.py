@@ -20,9 +20,24 @@ import numpy as np
 from keras import ops
 
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.schedules import numpy_ops
 
 # Order in which contributions are multiplied (only rounding depends on it).
 BASE, FACTOR, FLOOR = 0, 1, 2
+
+
+def read(variable, xp):
+    """A variable's value for evaluator `xp` (graph tensor or NumPy)."""
+    return numpy_ops.read(variable) if xp is numpy_ops else variable.value
+
+
+def _eager_torch() -> bool:
+    """True when the optimizer runs as plain PyTorch code (not compiled)."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -43,6 +58,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.traced_signature = None
         self._epoch_cache: tuple | None = None
         self._epoch_steps: dict[int, int] = {}
+        self._table = (0, np.zeros((0,), "float32"))
 
     # -- contributions -------------------------------------------------
     def add(self, key: str, provider) -> None:
@@ -76,39 +92,61 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     # -- evaluation ----------------------------------------------------
-    def original_rate(self, step):
+    def original_rate(self, step, xp=ops):
         original = self.original
         if isinstance(original, keras.optimizers.schedules.LearningRateSchedule):
-            return ops.cast(original(step), "float32")
+            if xp is not numpy_ops:
+                return ops.cast(original(step), "float32")
+            # A user's schedule need not accept a vector of steps.
+            steps = np.asarray(step, "float32")
+            values = [float(np.asarray(original(s))) for s in steps.ravel()]
+            return np.asarray(values, "float32").reshape(steps.shape)
         if isinstance(original, keras.Variable):
-            return ops.cast(original.value, "float32")
+            return xp.cast(read(original, xp), "float32")
         if callable(original):
-            return ops.cast(original(), "float32")
-        return ops.convert_to_tensor(original, "float32")
+            value = original()
+            return xp.cast(np.asarray(value) if xp is numpy_ops else value, "float32")
+        return xp.convert_to_tensor(original, "float32")
 
-    def base_rate(self, step):
+    def base_rate(self, step, xp=ops):
         provider = self.phase_provider
         if provider is not None:
-            return provider.base_rate(step)
-        return ops.zeros_like(step) + self.original_rate(step)
+            return provider.base_rate(step, xp)
+        return xp.zeros_like(step) + self.original_rate(step, xp)
 
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        base = self.base_rate(step)
+    def compose(self, step, xp=ops):
+        """The composed rate at `step` (a float32 tensor or array)."""
+        step = xp.cast(step, "float32")
+        base = self.base_rate(step, xp)
         rate = base
         for _, provider in self._sorted():
             if provider.lr_role == FACTOR:
-                rate = rate * provider.lr_factor(step, base)
+                rate = rate * provider.lr_factor(step, base, xp)
         for _, provider in self._sorted():
             if provider.lr_role == FLOOR:
-                rate = provider.apply_floor(step, rate)
+                rate = provider.apply_floor(step, rate, xp)
         return rate
 
-    def phase_at(self, step):
+    def __call__(self, step):
+        if _eager_torch():
+            # Plain PyTorch runs this op by op at every step: serve the rate
+            # from the table computed at the start of the epoch instead.
+            step = int(np.asarray(keras.ops.convert_to_numpy(step)))
+            start, table = self._table
+            if start <= step < start + len(table):
+                return table[step - start]
+            return self.evaluate(step)
+        return self.compose(step, ops)
+
+    def evaluate(self, steps):
+        """The composed rate at `steps`, computed in NumPy (no graph)."""
+        return self.compose(np.asarray(steps, "float32"), numpy_ops)
+
+    def phase_at(self, step, xp=ops):
         provider = self.phase_provider
         if provider is None:
-            return ops.zeros_like(ops.cast(step, "float32"))
-        return ops.cast(provider.phase_at(ops.cast(step, "float32")), "float32")
+            return xp.zeros_like(xp.cast(step, "float32"))
+        return xp.cast(provider.phase_at(xp.cast(step, "float32"), xp), "float32")
 
     def prepare(self, model) -> None:
         """Resolves every contribution, then retraces if the product changed.
@@ -122,6 +160,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         for _, provider in self._sorted():
             provider.check_composition(self)
         signature = self.signature()
+        self._table = (0, [])
         if signature != self.traced_signature:
             model.make_train_function(force=True)
             self.traced_signature = signature
@@ -132,6 +171,17 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
+            if _eager_torch():
+                steps = self._steps_per_epoch() or 0
+                table = self.evaluate(np.arange(step, step + steps))
+                self._table = (step, [float(v) for v in table])
+
+    def _steps_per_epoch(self):
+        for provider in self.providers.values():
+            steps = (provider.params or {}).get("steps")
+            if steps:
+                return int(steps)
+        return None
 
     def epoch_values(self, epoch: int) -> tuple[float, int]:
         """Rate and phase in effect for `epoch`: those at its first step.
@@ -143,15 +193,15 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             step = float(self._epoch_steps.get(epoch, 0))
             if epoch not in self._epoch_steps:
                 step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-            rate = float(np.asarray(self(step)))
-            phase = int(np.asarray(self.phase_at(step)))
+            rate = float(self.evaluate(step))
+            phase = int(self.phase_at(np.float32(step), numpy_ops))
             self._epoch_cache = (epoch, rate, phase)
         return self._epoch_cache[1], self._epoch_cache[2]
 
     def current_rate(self) -> float:
         """The rate the next step will use."""
         step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-        return float(np.asarray(self(step)))
+        return float(self.evaluate(step))
 
     # -- serialization -------------------------------------------------
     def get_config(self) -> dict:

@@ -209,3 +209,49 @@ def test_phase_schedule_rejects_bad_input(kw, message):
 def test_warmup_cosine_schedule_rejects_bad_input(kw, message):
     with pytest.raises(ValueError, match=message):
         WarmupCosineRestartsSchedule(initial_learning_rate=1.0, **kw)
+
+
+def test_numpy_and_keras_ops_evaluators_agree():
+    from keras import ops
+
+    from keras_multiphase.schedules import numpy_ops
+    from keras_multiphase.schedules.phase_schedule import phase_rate
+    from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
+        warmup_cosine_factor,
+    )
+
+    steps = np.arange(0, 120, dtype="float32")
+    ends = np.asarray([-1.0, 31.0], "float32")  # phase 1 ended early
+    for xp_a, xp_b in [(ops, numpy_ops)]:
+        a = phase_rate(
+            steps,
+            [1e-3, 4e-3, 1e-4],
+            [20, 40],
+            ["step", "linear", "cosine"],
+            [0, 7, 9],
+            end_override=ops.convert_to_tensor(ends),
+            xp=xp_a,
+        )
+        b = phase_rate(
+            steps,
+            [1e-3, 4e-3, 1e-4],
+            [20, 40],
+            ["step", "linear", "cosine"],
+            [0, 7, 9],
+            end_override=ends,
+            xp=xp_b,
+        )
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6)
+        kw = dict(
+            first_cycle_steps=9,
+            cycle_mult=1.5,
+            cycle_decay=0.7,
+            min_ratio=0.05,
+            warmup_steps=4,
+            warmup_start_ratio=0.1,
+            warmup_each_cycle=True,
+            max_cycles=5,
+        )
+        a = warmup_cosine_factor(steps, xp=xp_a, **kw)
+        b = warmup_cosine_factor(steps, xp=xp_b, **kw)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)

@@ -7,9 +7,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import keras
+import numpy as np
+from keras import ops
 from keras.src.utils import io_utils
 
-from keras_multiphase._composer import BASE
+from keras_multiphase._composer import BASE, read
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -17,6 +19,7 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
+from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import (
     NEVER,
     TRANSITIONS,
@@ -267,21 +270,22 @@ class PhaseLR(LRCallback):
         )
 
     # -- in-graph ------------------------------------------------------
-    def starts(self):
-        return phase_starts(self._lengths, self._end_var.value)
+    def starts(self, xp=ops):
+        return phase_starts(self._lengths, read(self._end_var, xp), xp)
 
-    def base_rate(self, step):
+    def base_rate(self, step, xp=ops):
         return phase_rate(
             step,
             self.rates,
             self._lengths,
             [p["transition"] for p in self.phases],
             [p["transition_steps"] for p in self.phases],
-            end_override=self._end_var.value,
+            end_override=read(self._end_var, xp),
+            xp=xp,
         )
 
-    def phase_at(self, step):
-        return phase_index(step, self.starts())
+    def phase_at(self, step, xp=ops):
+        return phase_index(step, self.starts(xp), xp)
 
     def phase_indices(self, names_or_indices) -> list[int]:
         """Maps phase names (or indices) to indices; raises if unknown."""
@@ -302,7 +306,7 @@ class PhaseLR(LRCallback):
         if not self._detectors:
             return
         step = self._iterations
-        current = int(self.phase_at(float(max(step - 1, 0))))
+        current = int(self.phase_at(np.float32(max(step - 1, 0)), numpy_ops))
         detector = self._detectors.get(current)
         if detector is None or not detector.update(logs):
             return

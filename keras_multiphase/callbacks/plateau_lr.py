@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 from keras.src.utils import io_utils
 
-from keras_multiphase._composer import FLOOR
+from keras_multiphase._composer import FLOOR, read
 from keras_multiphase._validation import (
     check_int,
     check_non_negative,
@@ -114,9 +114,9 @@ class PlateauLR(LRCallback):
     def trace_signature(self):
         return (self.min_lr,)
 
-    def apply_floor(self, step, rate):
-        floor = ops.minimum(rate, self.min_lr)
-        return ops.maximum(rate * self._reduction.value, floor)
+    def apply_floor(self, step, rate, xp=ops):
+        floor = xp.minimum(rate, self.min_lr)
+        return xp.maximum(rate * read(self._reduction, xp), floor)
 
     @property
     def reduction(self) -> float:
@@ -127,13 +127,13 @@ class PlateauLR(LRCallback):
         if not self._detector.update(logs):
             return
         step = float(self._iterations)
-        current = float(np.asarray(self._composer(step)))
+        current = float(self._composer.evaluate(step))
         if current <= np.float32(self.min_lr):
             return
         new = max(self.reduction * self.factor, 1e-30)
         self._reduction.assign(new)
         if self.verbose:
-            rate = float(np.asarray(self._composer(step)))
+            rate = float(self._composer.evaluate(step))
             io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: PlateauLR reducing learning rate to "
                 f"{rate:.4g} (reduction factor {new:.4g})."

@@ -238,23 +238,23 @@ class WarmupCosineRestarts(LRCallback):
     def trace_signature(self):
         return (self._steps, getattr(self, "_cycle", None), self._phase_ids)
 
-    def lr_factor(self, step, base):
+    def lr_factor(self, step, base, xp=ops):
         warmup, _, start, end, _, _ = self._steps
         if self._phase_ids is not None:
             provider = self._composer.phase_provider
-            starts = provider.starts()
+            starts = provider.starts(xp)
             origin = starts[min(self._phase_ids)]
-            current = provider.phase_at(step)
-            inside = ops.zeros_like(step) > 1.0
+            current = provider.phase_at(step, xp)
+            inside = xp.zeros_like(step) > 1.0
             for i in self._phase_ids:
-                inside = ops.logical_or(inside, ops.equal(current, i))
+                inside = xp.logical_or(inside, xp.equal(current, i))
         else:
-            origin = ops.convert_to_tensor(float(start), "float32")
+            origin = xp.convert_to_tensor(float(start), "float32")
             inside = step >= origin
             if end is not None:
-                inside = ops.logical_and(inside, step < float(end))
+                inside = xp.logical_and(inside, step < float(end))
         if self.min_lr is not None:
-            min_ratio = ops.clip(self.min_lr / ops.maximum(base, 1e-30), 0.0, 1.0)
+            min_ratio = xp.clip(self.min_lr / xp.maximum(base, 1e-30), 0.0, 1.0)
         else:
             min_ratio = self.min_ratio
         factor = warmup_cosine_factor(
@@ -267,8 +267,9 @@ class WarmupCosineRestarts(LRCallback):
             warmup_start_ratio=self.warmup_start_ratio,
             warmup_each_cycle=self.warmup_each_cycle,
             max_cycles=self.max_cycles,
+            xp=xp,
         )
-        return ops.where(inside, factor, ops.ones_like(factor))
+        return xp.where(inside, factor, xp.ones_like(factor))
 
     def get_config(self) -> dict:
         return {

@@ -15,11 +15,7 @@ TRANSITIONS = ("step", "linear", "cosine")
 NEVER = 1e30
 
 
-def _f32(x):
-    return ops.convert_to_tensor(x, dtype="float32")
-
-
-def phase_starts(lengths: Sequence[float], end_override=None) -> list:
+def phase_starts(lengths: Sequence[float], end_override=None, xp=ops) -> list:
     """Start step of each phase (phase 0 starts at 0).
 
     Args:
@@ -28,22 +24,22 @@ def phase_starts(lengths: Sequence[float], end_override=None) -> list:
         end_override: Optional float tensor of shape `(len(lengths),)`: a
             value `>= 0` is the step at which that phase really ended.
     """
-    starts = [_f32(0.0)]
+    starts = [xp.convert_to_tensor(0.0, "float32")]
     for k, length in enumerate(lengths):
-        end = starts[-1] + _f32(length)
+        end = starts[-1] + xp.convert_to_tensor(length, "float32")
         if end_override is not None:
             override = end_override[k]
-            end = ops.where(override >= 0, override, end)
+            end = xp.where(override >= 0, override, end)
         starts.append(end)
     return starts
 
 
-def phase_index(step, starts):
+def phase_index(step, starts, xp=ops):
     """Index of the phase that `step` falls in (an int32 tensor)."""
-    index = ops.zeros_like(step)
+    index = xp.zeros_like(step)
     for start in starts[1:]:
-        index = index + ops.cast(step >= start, "float32")
-    return ops.cast(index, "int32")
+        index = index + xp.cast(step >= start, "float32")
+    return xp.cast(index, "int32")
 
 
 def phase_rate(
@@ -53,29 +49,35 @@ def phase_rate(
     transitions: Sequence[str],
     transition_steps: Sequence[float],
     end_override=None,
+    xp=ops,
 ):
     """Learning rate of a phase schedule at `step` (float32 tensor).
 
     Inside phase `k` the rate is `rates[k]`, reached from `rates[k - 1]`
-    over `transition_steps[k]` steps along `transitions[k]`.
+    over `transition_steps[k]` steps along `transitions[k]`. `xp` is
+    `keras.ops` or `keras_multiphase.schedules.numpy_ops`.
     """
-    step = _f32(step)
-    starts = phase_starts(lengths, end_override)
-    rate = ops.zeros_like(step) + _f32(rates[0])
+
+    def f32(x):
+        return xp.convert_to_tensor(x, "float32")
+
+    step = f32(step)
+    starts = phase_starts(lengths, end_override, xp)
+    rate = xp.zeros_like(step) + f32(rates[0])
     for k in range(1, len(rates)):
-        new, old = _f32(rates[k]), _f32(rates[k - 1])
+        new, old = f32(rates[k]), f32(rates[k - 1])
         kind, span = transitions[k], transition_steps[k]
         if kind == "step" or span <= 0:
-            value = ops.zeros_like(step) + new
+            value = xp.zeros_like(step) + new
         else:
-            done = ops.clip((step - starts[k]) / _f32(span), 0.0, 1.0)
+            done = xp.clip((step - starts[k]) / f32(span), 0.0, 1.0)
             if kind == "linear":
                 weight_old = 1.0 - done
             else:
-                weight_old = 0.5 * (1.0 + ops.cos(_f32(math.pi) * done))
+                weight_old = 0.5 * (1.0 + xp.cos(f32(math.pi) * done))
             # A weighted mean of two positive rates: no cancellation.
             value = old * weight_old + new * (1.0 - weight_old)
-        rate = ops.where(step >= starts[k], value, rate)
+        rate = xp.where(step >= starts[k], value, rate)
     return rate
 
 

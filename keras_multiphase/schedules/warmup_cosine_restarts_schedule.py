@@ -43,43 +43,49 @@ def warmup_cosine_factor(
     warmup_start_ratio: float = 0.0,
     warmup_each_cycle: bool = False,
     max_cycles: int | None = None,
+    xp=ops,
 ):
     """Multiplier in `[min_ratio, 1]` at `t` steps into the schedule.
 
-    `min_ratio` may be a tensor (it is when set from `min_lr`).
+    `min_ratio` may be a tensor (it is when set from `min_lr`). `xp` is
+    `keras.ops` or `keras_multiphase.schedules.numpy_ops`.
     """
+
+    def _f32(x):
+        return xp.convert_to_tensor(x, "float32")
+
     t = _f32(t)
-    r = ops.zeros_like(t) + _f32(min_ratio)
+    r = xp.zeros_like(t) + _f32(min_ratio)
     ws = _f32(warmup_start_ratio)
     w = float(warmup_steps)
-    u = ops.maximum(t - _f32(w), 0.0)
+    u = xp.maximum(t - _f32(w), 0.0)
     if cycle_mult == 1.0:
-        index = ops.floor(u / _f32(first_cycle_steps))
+        index = xp.floor(u / _f32(first_cycle_steps))
         start = index * _f32(first_cycle_steps)
-        length = ops.zeros_like(t) + _f32(first_cycle_steps)
+        length = xp.zeros_like(t) + _f32(first_cycle_steps)
     else:
         starts, lengths = cycle_table(first_cycle_steps, cycle_mult, max_cycles)
-        index = ops.zeros_like(t)
+        index = xp.zeros_like(t)
         for s in starts[1:]:
-            index = index + ops.cast(u >= _f32(s), "float32")
-        i32 = ops.cast(index, "int32")
-        start = ops.take(_f32(starts), i32)
-        length = ops.take(_f32(lengths), i32)
-    peak = ops.maximum(ops.power(_f32(cycle_decay), index), r)
+            index = index + xp.cast(u >= _f32(s), "float32")
+        i32 = xp.cast(index, "int32")
+        start = xp.take(_f32(starts), i32)
+        length = xp.take(_f32(lengths), i32)
+    peak = xp.maximum(xp.power(_f32(cycle_decay), index), r)
     local = u - start
     if warmup_each_cycle and w > 0:
-        wi = ops.where(index >= 1, _f32(w), _f32(0.0))
+        wi = xp.where(index >= 1, _f32(w), _f32(0.0))
     else:
-        wi = ops.zeros_like(t)
-    rising = ws * peak + (peak - ws * peak) * local / ops.maximum(wi, 1.0)
-    done = ops.clip((local - wi) / ops.maximum(length - wi, 1.0), 0.0, 1.0)
-    falling = r + (peak - r) * 0.5 * (1.0 + ops.cos(_f32(math.pi) * done))
-    factor = ops.where(local < wi, rising, falling)
+        wi = xp.zeros_like(t)
+    rising = ws * peak + (peak - ws * peak) * local / xp.maximum(wi, 1.0)
+    done = xp.clip((local - wi) / xp.maximum(length - wi, 1.0), 0.0, 1.0)
+    falling = r + (peak - r) * 0.5 * (1.0 + xp.cos(_f32(math.pi) * done))
+    factor = xp.where(local < wi, rising, falling)
     if max_cycles is not None:
-        factor = ops.where(index >= _f32(max_cycles), r, factor)
+        factor = xp.where(index >= _f32(max_cycles), r, factor)
     if w > 0:
         warm = ws + (1.0 - ws) * t / _f32(w)
-        factor = ops.where(t < _f32(w), warm, factor)
+        factor = xp.where(t < _f32(w), warm, factor)
     return factor
 
 

@@ -1,0 +1,48 @@
+"""The few `keras.ops` the schedules use, in NumPy (float32).
+
+The schedule functions take an `xp` argument: `keras.ops` inside the
+compiled train step, this module where a value is needed in Python (logs,
+plateau decisions, previews, and per-epoch rate tables on eager PyTorch).
+One implementation, two evaluators; the tests check that they agree.
+"""
+
+import numpy as np
+
+cos = np.cos
+equal = np.equal
+floor = np.floor
+logical_and = np.logical_and
+logical_or = np.logical_or
+maximum = np.maximum
+minimum = np.minimum
+power = np.power
+where = np.where
+
+
+def convert_to_tensor(x, dtype="float32"):
+    return np.asarray(x, dtype=dtype)
+
+
+def cast(x, dtype):
+    return np.asarray(x).astype(dtype)
+
+
+def zeros_like(x):
+    return np.zeros_like(np.asarray(x, dtype="float32"))
+
+
+def ones_like(x):
+    return np.ones_like(np.asarray(x, dtype="float32"))
+
+
+def clip(x, low, high):
+    return np.clip(x, low, high)
+
+
+def take(x, indices):
+    return np.take(x, indices)
+
+
+def read(variable):
+    """The value of a `keras.Variable`, as a float32 array."""
+    return np.asarray(variable.numpy(), dtype="float32")
