@@ -5,7 +5,12 @@ model.fit(x, y, epochs=30, callbacks=[PhaseLR([...]), PlateauLR()])
 ```
 """
 
-from keras_multiphase.callbacks import PhaseLR, PlateauLR, WarmupCosineRestarts
+from keras_multiphase.callbacks import (
+    LossWeightBalancer,
+    PhaseLR,
+    PlateauLR,
+    WarmupCosineRestarts,
+)
 from keras_multiphase.schedules import (
     PhaseSchedule,
     WarmupCosineRestartsSchedule,
@@ -14,6 +19,7 @@ from keras_multiphase.schedules import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LossWeightBalancer",
     "PhaseLR",
     "PhaseSchedule",
     "PlateauLR",

@@ -1,9 +1,10 @@
 """Keras callbacks of keras-multiphase."""
 
+from keras_multiphase.callbacks.loss_weight_balancer import LossWeightBalancer
 from keras_multiphase.callbacks.phase_lr import PhaseLR
 from keras_multiphase.callbacks.plateau_lr import PlateauLR
 from keras_multiphase.callbacks.warmup_cosine_restarts import (
     WarmupCosineRestarts,
 )
 
-__all__ = ["PhaseLR", "PlateauLR", "WarmupCosineRestarts"]
+__all__ = ["LossWeightBalancer", "PhaseLR", "PlateauLR", "WarmupCosineRestarts"]
