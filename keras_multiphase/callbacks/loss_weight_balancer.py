@@ -36,6 +36,7 @@ class _LossWeights(keras.metrics.Metric):
 
     def __init__(self, names, initial, **kwargs):
         super().__init__(name="keras_multiphase_loss_weights", **kwargs)
+        self.initial = np.asarray(initial, "float64")  # from compile()
         self.weights_vars = [
             self.add_variable(
                 shape=(),
@@ -224,7 +225,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         self._names: list[str] = []
         self._metric = None
         self._compile_loss = None
-        self._state = {}
+        self._pending = False
         self._warned = set()
 
     # -- validation ------------------------------------------------------
@@ -287,7 +288,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
             return
         if not compile_loss.built:
             self._symbolic_build(model, compile_loss)
-        if compile_loss.built:
+        if not compile_loss.built:
+            self._install_when_built(model, compile_loss)
+        elif compile_loss.built:
             self._install(model, compile_loss)
             if self._metric is not None and getattr(model, "optimizer", None):
                 # Before BackupAndRestore's on_train_begin loads a backup.
@@ -303,7 +306,21 @@ class LossWeightBalancer(keras.callbacks.Callback):
             return
         compile_loss.build(outputs, outputs)
 
-    def _install(self, model, compile_loss) -> None:
+    def _install_when_built(self, model, compile_loss) -> None:
+        """TensorFlow, subclassed model: install when the first trace builds
+        the compiled loss (state for resumes is attached after epoch 1)."""
+        build = compile_loss.build
+
+        def build_then_install(y_true, y_pred):
+            build(y_true, y_pred)
+            object.__setattr__(compile_loss, "build", build)
+            self._install(model, compile_loss, retrace=False)
+
+        object.__setattr__(compile_loss, "build", build_then_install)
+        self._compile_loss = compile_loss
+        self._pending = True
+
+    def _install(self, model, compile_loss, retrace=True) -> None:
         flat = compile_loss._flat_losses
         self._compile_loss = compile_loss
         self._names = [entry.name for entry in flat]
@@ -313,12 +330,14 @@ class LossWeightBalancer(keras.callbacks.Callback):
         existing = getattr(compile_loss, "_keras_multiphase_weights", None)
         if existing is not None:
             self._metric = existing
+            self._initial = existing.initial
         else:
             initial = [
                 1.0 if entry.loss_weights is None else float(entry.loss_weights)
                 for entry in flat
             ]
             metric = _LossWeights(self._names, initial)
+            self._initial = metric.initial
             tracker = compile_loss._tracker
             locked = tracker.locked
             tracker.unlock()
@@ -331,11 +350,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
             ]
             object.__setattr__(compile_loss, "_keras_multiphase_weights", metric)
             self._metric = metric
-            # A step traced before used constant weights: trace again once.
-            model.train_function = None
-        self._initial = np.asarray(
-            [float(np.asarray(v.numpy())) for v in self._metric.weights_vars]
-        )
+            if retrace:
+                # A step traced before used constant weights: trace it again.
+                model.train_function = None
 
     def _attach_state(self) -> None:
         optimizer = self._model.optimizer
@@ -371,6 +388,8 @@ class LossWeightBalancer(keras.callbacks.Callback):
                 "LossWeightBalancer needs a model compiled with a `loss` "
                 "(model.compile(loss={...})); this model has none."
             )
+        if self._pending and self._metric is None:
+            return  # installed by the first traced step
         if self._metric is None and len(self._names) < 2:
             if compile_loss is not self._compile_loss:
                 raise ValueError(
@@ -459,6 +478,8 @@ class LossWeightBalancer(keras.callbacks.Callback):
         if self._metric is None or logs is None:
             return
         _ = self.model
+        if getattr(self, "_state_owner", None) is not self.model.optimizer:
+            self._attach_state()  # installed lazily during the first step
         weights = self._state_vars["weights"].numpy().astype("float64")
         for name, w in zip(self._names, weights, strict=True):
             logs[f"{name}_loss_weight"] = float(w)
