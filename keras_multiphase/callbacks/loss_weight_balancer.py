@@ -138,7 +138,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
         weights: Optional mapping name -> weight (`fixed`; defaults to the
             starting weights).
         update_every: Int >= 1. Update every N epochs.
-        warmup_epochs: Int >= 0. Epochs before the first change.
+        warmup_epochs: Int >= 0. Epochs observed without acting: the first
+            epoch always runs at the starting weights, and the weights first
+            change after `warmup_epochs + 1` epochs.
         min_weight: Optional float. Lower clamp.
         max_weight: Optional float. Upper clamp.
         normalize: Str. `"count"`, `"initial_sum"` or `"none"`.
