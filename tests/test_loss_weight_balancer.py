@@ -314,3 +314,44 @@ def test_round_trip():
     serialized = keras.saving.serialize_keras_object(balancer)
     clone = keras.saving.deserialize_keras_object(serialized)
     assert clone.get_config() == balancer.get_config()
+
+
+def test_schedule_interpolates_between_epochs_and_fixed_holds():
+    balancer = LossWeightBalancer(
+        "schedule",
+        schedule={0: {"threshold": 1.0, "cls": 1.0}, 4: {"threshold": 0.2}},
+        interpolate=True,
+        normalize="none",
+    )
+    history = fit(two_heads(), [balancer], epochs=5)
+    np.testing.assert_allclose(
+        weights_of(history)[:, 0], [1.0, 0.8, 0.6, 0.4, 0.2], rtol=1e-6
+    )
+    fixed = LossWeightBalancer("fixed", weights={"cls": 4.0})
+    history = fit(two_heads(), [fixed], epochs=2)
+    np.testing.assert_allclose(weights_of(history), [[1.0, 4.0], [1.0, 4.0]])
+    assert_total_is_weighted_sum(history)
+
+
+@pytest.mark.parametrize("form", ["list", "single"])
+def test_list_and_single_losses(form):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    outputs = [
+        keras.layers.Dense(1, name="threshold")(inputs),
+        keras.layers.Dense(1, name="cls")(inputs),
+    ]
+    model = keras.Model(inputs, outputs)
+    loss = ["mse", "mse"] if form == "list" else "mse"
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss)
+    x, y = data()
+    history = model.fit(
+        x,
+        [y["threshold"], y["cls"]],
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[LossWeightBalancer()],
+    ).history
+    assert_total_is_weighted_sum(history)
+    assert weights_of(history)[-1][0] < weights_of(history)[-1][1]
