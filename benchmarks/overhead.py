@@ -23,7 +23,7 @@ import time
 RUNS = ("bare", "multiphase", "per-batch")
 
 
-def child(repeats, epochs):
+def child(repeats, epochs, steps_per_epoch):
     import keras
     import numpy as np
 
@@ -59,9 +59,10 @@ def child(repeats, epochs):
             self.times.append(time.perf_counter() - self.start)
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(4096, 64)).astype("float32")
-    y = rng.normal(size=(4096, 1)).astype("float32")
-    steps = 4096 // 32
+    samples = 32 * steps_per_epoch
+    x = rng.normal(size=(samples, 64)).astype("float32")
+    y = rng.normal(size=(samples, 1)).astype("float32")
+    steps = steps_per_epoch
     steady = {k: [] for k in RUNS}
     first = {k: [] for k in RUNS}
     for _ in range(repeats):
@@ -100,10 +101,11 @@ def main():
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=512)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.repeats, args.epochs)
+        child(args.repeats, args.epochs, args.steps_per_epoch)
         return
     print(
         f"{'backend':<11} {'bare steps/s':>12} "
@@ -120,6 +122,8 @@ def main():
                 str(args.repeats),
                 "--epochs",
                 str(args.epochs),
+                "--steps-per-epoch",
+                str(args.steps_per_epoch),
             ],
             env=dict(os.environ, KERAS_BACKEND=backend),
             stdout=subprocess.PIPE,
