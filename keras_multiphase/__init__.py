@@ -6,6 +6,7 @@ model.fit(x, y, epochs=30, callbacks=[PhaseLR([...]), PlateauLR()])
 """
 
 from keras_multiphase.callbacks import (
+    AdaptiveBatch,
     LossWeightBalancer,
     PhaseLR,
     PlateauLR,
@@ -19,6 +20,7 @@ from keras_multiphase.schedules import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveBatch",
     "LossWeightBalancer",
     "PhaseLR",
     "PhaseSchedule",

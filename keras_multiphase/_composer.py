@@ -59,6 +59,10 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self._epoch_cache: tuple | None = None
         self._epoch_steps: dict[int, int] = {}
         self._table = (0, np.zeros((0,), "float32"))
+        # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
+        # length; and the number of steps of the current epoch.
+        self.epoch_map = None
+        self.epoch_steps_hint = None
 
     # -- contributions -------------------------------------------------
     def add(self, key: str, provider) -> None:
@@ -155,7 +159,12 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         have had `set_model` and `set_params` by then. The train function is
         rebuilt only when the traced product differs from the current one.
         """
-        for _, provider in self._sorted():
+        # Providers of the epoch -> step map resolve first: the others
+        # convert epochs and fractions with it.
+        ordered = sorted(
+            self._sorted(), key=lambda kv: not hasattr(kv[1], "build_epoch_map")
+        )
+        for _, provider in ordered:
             provider.resolve()
         for _, provider in self._sorted():
             provider.check_composition(self)
@@ -176,7 +185,16 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 table = self.evaluate(np.arange(step, step + steps))
                 self._table = (step, [float(v) for v in table])
 
+    def restart_epoch(self, epoch: int) -> None:
+        """Forgets what was noted for `epoch` and notes it again (after a
+        callback changed state at the start of the epoch)."""
+        self._epoch_steps = {}
+        self._epoch_cache = None
+        self.note_epoch_begin(epoch)
+
     def _steps_per_epoch(self):
+        if self.epoch_steps_hint:
+            return int(self.epoch_steps_hint)
         for provider in self.providers.values():
             steps = (provider.params or {}).get("steps")
             if steps:

@@ -1,5 +1,6 @@
 """Keras callbacks of keras-multiphase."""
 
+from keras_multiphase.callbacks.adaptive_batch import AdaptiveBatch
 from keras_multiphase.callbacks.loss_weight_balancer import LossWeightBalancer
 from keras_multiphase.callbacks.phase_lr import PhaseLR
 from keras_multiphase.callbacks.plateau_lr import PlateauLR
@@ -7,4 +8,10 @@ from keras_multiphase.callbacks.warmup_cosine_restarts import (
     WarmupCosineRestarts,
 )
 
-__all__ = ["LossWeightBalancer", "PhaseLR", "PlateauLR", "WarmupCosineRestarts"]
+__all__ = [
+    "AdaptiveBatch",
+    "LossWeightBalancer",
+    "PhaseLR",
+    "PlateauLR",
+    "WarmupCosineRestarts",
+]

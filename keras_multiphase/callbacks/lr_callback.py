@@ -77,6 +77,17 @@ class LRCallback(keras.callbacks.Callback):
     def check_composition(self, composer) -> None:
         """Checks that the other attached contributions suit this one."""
 
+    def epochs_to_steps(self, epochs: float, steps, what: str) -> int:
+        """Step at which `epochs` (a float) epochs have passed.
+
+        Uses the composer's epoch map when epochs differ in length
+        (AdaptiveBatch), else `epochs * steps per epoch`.
+        """
+        mapping = self._composer.epoch_map if self._composer else None
+        if mapping is not None:
+            return int(mapping(epochs))
+        return int(round(epochs * self.steps_per_epoch(steps, what)))
+
     def steps_per_epoch(self, steps, what: str) -> int:
         if not steps:
             raise ValueError(

@@ -231,13 +231,18 @@ class PhaseLR(LRCallback):
         for p in self.phases[:-1]:
             if "steps" in p:
                 lengths.append(float(p["steps"]))
-            elif "epochs" in p:
-                per_epoch = self.steps_per_epoch(steps, "phase lengths")
-                lengths.append(float(max(1, round(p["epochs"] * per_epoch))))
-            elif "fraction" in p:
-                per_epoch = self.steps_per_epoch(steps, "phase lengths")
-                total = p["fraction"] * float(epochs) * per_epoch
-                lengths.append(float(max(1, round(total))))
+            elif "epochs" in p or "fraction" in p:
+                # Each phase's length in epochs, placed after the previous
+                # phases (epochs may differ in length with AdaptiveBatch).
+                span = p["epochs"] if "epochs" in p else p["fraction"] * epochs
+                start = sum(lengths)
+                if start >= NEVER:  # after a plateau-only phase
+                    end = self.epochs_to_steps(span, steps, "phase lengths")
+                    lengths.append(float(max(1, end)))
+                    continue
+                start_epochs = self._epochs_at(start, steps)
+                end = self.epochs_to_steps(start_epochs + span, steps, "phase lengths")
+                lengths.append(float(max(1, end - start)))
             else:
                 lengths.append(NEVER)
         self._lengths = lengths
@@ -246,6 +251,13 @@ class PhaseLR(LRCallback):
         super().on_train_begin(logs)
         for detector in self._detectors.values():
             detector.decide_mode(self.model)
+
+    def _epochs_at(self, step: float, steps) -> float:
+        """Inverse of `epochs_to_steps` (in epochs, as a float)."""
+        mapping = self._composer.epoch_map if self._composer else None
+        if mapping is None:
+            return step / self.steps_per_epoch(steps, "phase lengths")
+        return mapping.inverse(step)
 
     def check_composition(self, composer) -> None:
         original = composer.original

@@ -175,8 +175,7 @@ class WarmupCosineRestarts(LRCallback):
 
     def _resolve(self, steps, epochs) -> None:
         def to_steps(value, what):
-            per_epoch = self.steps_per_epoch(steps, what)
-            return int(round(value * per_epoch))
+            return self.epochs_to_steps(value, steps, what)
 
         warmup = self.warmup_steps
         if self.warmup_epochs is not None:
@@ -231,8 +230,7 @@ class WarmupCosineRestarts(LRCallback):
                 )
             return int(total)
         if end is None:
-            per_epoch = self.steps_per_epoch(steps, "a cycle spanning the run")
-            end = int(per_epoch * epochs)
+            end = self.epochs_to_steps(epochs, steps, "a cycle spanning the run")
         return end - start
 
     def trace_signature(self):

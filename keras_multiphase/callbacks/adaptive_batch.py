@@ -1,0 +1,468 @@
+"""AdaptiveBatch: change the batch size during one `fit`, losing no sample."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+
+import keras
+import numpy as np
+from keras import ops
+from keras.src.utils import io_utils
+
+from keras_multiphase._composer import FACTOR, read
+from keras_multiphase._validation import check_choice, check_int
+from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.callbacks.plateau import PlateauDetector
+
+LR_SCALING = ("none", "linear", "sqrt")
+GROW_KEYS = (
+    "monitor",
+    "patience",
+    "mode",
+    "min_delta",
+    "min_delta_mode",
+    "cooldown",
+    "factor",
+    "max_batch_size",
+)
+
+
+def _is_tf_dataset(data) -> bool:
+    return type(data).__module__.startswith("tensorflow") and hasattr(
+        data, "cardinality"
+    )
+
+
+class _Source:
+    """Random access to the batches of what `rebuild` returned."""
+
+    def __init__(self, data, batch_size: int, shuffle: bool, seed: int):
+        self.batch_size = batch_size
+        self.kind = None
+        if isinstance(data, keras.utils.PyDataset):
+            self.kind, self.data = "pydataset", data
+            self.length = data.num_batches
+            if self.length is None:
+                raise ValueError(
+                    "AdaptiveBatch: the PyDataset returned by `rebuild` must "
+                    "have a finite `num_batches` (or `__len__`)."
+                )
+        elif _is_tf_dataset(data):
+            self.kind, self.data = "tf", data
+            cardinality = int(data.cardinality())
+            if cardinality < 0:
+                raise ValueError(
+                    "AdaptiveBatch: the tf.data.Dataset returned by `rebuild` "
+                    "must have a known, finite cardinality (got "
+                    f"{cardinality}). Avoid `repeat()` and `filter()`, or use "
+                    "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
+                )
+            self.length = cardinality
+            self._iterator = None
+        elif isinstance(data, (tuple, list)) or isinstance(data, np.ndarray):
+            arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+            arrays = tuple(None if a is None else a for a in arrays)
+            sizes = {len(keras.tree.flatten(a)[0]) for a in arrays if a is not None}
+            if len(sizes) != 1:
+                raise ValueError(
+                    "AdaptiveBatch: the arrays returned by `rebuild` must have "
+                    f"the same number of samples. Received sizes {sorted(sizes)}"
+                )
+            self.kind, self.data = "arrays", arrays
+            self.samples = sizes.pop()
+            self.length = math.ceil(self.samples / batch_size)
+            self._shuffle = shuffle
+            self._rng = np.random.default_rng(seed)
+            self._order = np.arange(self.samples)
+        else:
+            raise ValueError(
+                "AdaptiveBatch: `rebuild(batch_size)` must return a "
+                "tf.data.Dataset, a keras.utils.PyDataset, or arrays / an "
+                f"(x, y[, sample_weight]) tuple. Received: {type(data).__name__}"
+            )
+
+    def new_epoch(self) -> None:
+        if self.kind == "tf":
+            self._iterator = None
+        if self.kind == "arrays" and self._shuffle:
+            self._order = self._rng.permutation(self.samples)
+        if self.kind == "pydataset":
+            self.data.on_epoch_end()
+
+    def __getitem__(self, index: int):
+        if self.kind == "pydataset":
+            return self.data[index]
+        if self.kind == "arrays":
+            rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+            batch = tuple(
+                None
+                if a is None
+                else keras.tree.map_structure(lambda t: np.asarray(t)[rows], a)
+                for a in self.data
+            )
+            return batch if len(batch) > 1 else batch[0]
+        # tf.data is sequential. `fit` asks for each index of the epoch once,
+        # in an order of its own (it shuffles batches): serve the next batch.
+        if self._iterator is None:
+            self._iterator = iter(self.data)
+        batch = next(self._iterator)
+        return keras.tree.map_structure(lambda t: np.asarray(t), batch)
+
+
+class _EpochMap:
+    """Epochs (float) <-> steps when epochs differ in length."""
+
+    def __init__(self, steps_per_epoch):
+        self.steps = list(steps_per_epoch)
+        self.starts = np.concatenate([[0], np.cumsum(self.steps)])
+
+    def __call__(self, epochs: float) -> int:
+        whole = min(int(math.floor(epochs)), len(self.steps))
+        part = epochs - whole
+        last = self.steps[min(whole, len(self.steps) - 1)]
+        return int(round(self.starts[whole] + part * last))
+
+    def inverse(self, step: float) -> float:
+        whole = int(np.searchsorted(self.starts, step, side="right") - 1)
+        whole = min(whole, len(self.steps))
+        last = self.steps[min(whole, len(self.steps) - 1)]
+        return whole + (step - self.starts[whole]) / last
+
+
+class AdaptiveData(keras.utils.PyDataset):
+    """What to pass to `fit` with AdaptiveBatch: `model.fit(adaptive.data)`."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self._owner = owner
+
+    @property
+    def num_batches(self):
+        return self._owner._source().length
+
+    def __getitem__(self, index):
+        return self._owner._source()[index]
+
+
+@keras.saving.register_keras_serializable(package="keras_multiphase")
+class AdaptiveBatch(LRCallback):
+    """Changes the batch size during one `fit`, training every sample once
+    per epoch.
+
+    `rebuild(batch_size)` returns the user's data at that batch size (a
+    `tf.data.Dataset` of known cardinality, a `keras.utils.PyDataset`, or
+    arrays / an `(x, y[, sample_weight])` tuple, which AdaptiveBatch batches
+    itself, shuffled each epoch if `shuffle`). Train with
+    `model.fit(adaptive.data, callbacks=[adaptive, ...])`: each epoch has as
+    many steps as its batch size needs, and the progress bar shows them.
+    Passing other data to `fit` raises `ValueError` at the start.
+
+    `schedule` maps epochs to batch sizes (`{0: 64, 10: 32, 20: 16}`),
+    fractions of the run (`{0.0: 64, 0.5: 32}`) or PhaseLR phase names
+    (`{"controlled": 64, "fine-tune": 16}`). `lr_scaling` multiplies the
+    learning rate by `b / b0` (`"linear"`, Goyal et al. 2017) or
+    `sqrt(b / b0)` (`"sqrt"`, AdaptDL's square-root rule), where `b0` is the
+    first batch size; it composes with the other callbacks of this package.
+    `grow_on_plateau` (Smith et al. 2018, "Don't decay the learning rate,
+    increase the batch size") multiplies the batch size by `factor` when a
+    monitored metric plateaus, up to `max_batch_size`.
+
+    Logs `batch_size` for each epoch. The validation data and its batch
+    size are the user's and are not changed.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x, y = np.ones((64, 4)), np.ones((64, 1))
+    >>> adaptive = AdaptiveBatch(lambda b: (x, y), {0: 32, 1: 8})
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(adaptive.data, epochs=2, verbose=0,
+    ...                     callbacks=[adaptive])
+    >>> history.history["batch_size"]
+    [32, 8]
+
+    Args:
+        rebuild: Callable `batch_size -> data`.
+        schedule: Mapping epoch (int) / fraction (float) / phase (str) ->
+            batch size (int >= 1).
+        lr_scaling: Str. `"none"`, `"linear"` or `"sqrt"`.
+        grow_on_plateau: Optional mapping with `monitor`, `patience`,
+            `factor` (default 2), `max_batch_size`, and `mode`,
+            `min_delta`, `min_delta_mode`, `cooldown`.
+        shuffle: Bool. Shuffle array data each epoch.
+        seed: Int. Seed of that shuffle.
+        verbose: Int. 1 prints a line when the batch size changes.
+    """
+
+    lr_role = FACTOR
+
+    def __init__(
+        self,
+        rebuild: Callable[[int], object],
+        schedule: Mapping,
+        lr_scaling: str = "none",
+        grow_on_plateau: Mapping | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        super().__init__()
+        if not callable(rebuild):
+            raise ValueError(
+                "Argument `rebuild` must be a callable batch_size -> data. "
+                f"Received: rebuild={rebuild!r}"
+            )
+        self.rebuild = rebuild
+        self.schedule = self._check_schedule(schedule)
+        self.lr_scaling = check_choice("lr_scaling", lr_scaling, LR_SCALING)
+        self.grow_on_plateau = None
+        self._detector = None
+        if grow_on_plateau is not None:
+            if not isinstance(grow_on_plateau, Mapping):
+                raise ValueError(
+                    "Argument `grow_on_plateau` must be a mapping such as "
+                    "{'monitor': 'val_loss', 'patience': 2, 'factor': 2}. "
+                    f"Received: grow_on_plateau={grow_on_plateau!r}"
+                )
+            unknown = sorted(set(grow_on_plateau) - set(GROW_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"Argument `grow_on_plateau` has unknown key(s) {unknown}. "
+                    f"Allowed keys: {list(GROW_KEYS)}."
+                )
+            grow = dict(grow_on_plateau)
+            factor = grow.pop("factor", 2)
+            if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+                raise ValueError(
+                    "Argument `grow_on_plateau.factor` must be an integer >= 2. "
+                    f"Received: factor={factor!r}"
+                )
+            max_bs = grow.pop("max_batch_size", None)
+            if max_bs is not None:
+                check_int("grow_on_plateau.max_batch_size", max_bs, minimum=1)
+            self._grow_factor, self._max_batch_size = factor, max_bs
+            self._detector = PlateauDetector(
+                owner="AdaptiveBatch", prefix="grow_on_plateau.", **grow
+            )
+            self.grow_on_plateau = dict(grow_on_plateau)
+        self.shuffle = bool(shuffle)
+        self.seed = check_int("seed", seed)
+        self.verbose = check_int("verbose", verbose)
+        self.data = AdaptiveData(self)
+        self._current = None  # (batch_size, _Source)
+        self._epoch_iterator = None
+        self._progbars = []
+
+    @staticmethod
+    def _check_schedule(schedule):
+        if not isinstance(schedule, Mapping) or not schedule:
+            raise ValueError(
+                "Argument `schedule` must be a non-empty mapping such as "
+                "{0: 64, 10: 32} (epochs), {0.0: 64, 0.5: 32} (fractions of "
+                "the run) or {'controlled': 64, 'fine-tune': 16} (phases). "
+                f"Received: schedule={schedule!r}"
+            )
+        kinds = {
+            "epoch"
+            if isinstance(k, int) and not isinstance(k, bool)
+            else "fraction"
+            if isinstance(k, float)
+            else "phase"
+            if isinstance(k, str)
+            else "bad"
+            for k in schedule
+        }
+        if "bad" in kinds or len(kinds) != 1:
+            raise ValueError(
+                "Keys of `schedule` must be all epochs (int), all fractions "
+                "(float in [0, 1)) or all PhaseLR phase names (str). "
+                f"Received keys {list(schedule)}"
+            )
+        kind = kinds.pop()
+        for key, size in schedule.items():
+            check_int(f"schedule[{key!r}]", size, minimum=1)
+            if kind == "fraction" and not 0.0 <= key < 1.0:
+                raise ValueError(
+                    f"Fraction keys of `schedule` must be in [0, 1). Received "
+                    f"key {key!r}"
+                )
+            if kind == "epoch" and key < 0:
+                raise ValueError(
+                    f"Epoch keys of `schedule` must be >= 0. Received key {key!r}"
+                )
+        if kind != "phase" and min(schedule) != 0:
+            raise ValueError(
+                "An epoch or fraction `schedule` must start at 0. Received "
+                f"keys {sorted(schedule)}"
+            )
+        return {k: int(v) for k, v in schedule.items()}
+
+    # -- batch sizes -------------------------------------------------------
+    @property
+    def first_batch_size(self) -> int:
+        if all(isinstance(k, str) for k in self.schedule):
+            return next(iter(self.schedule.values()))
+        return self.schedule[min(self.schedule)]
+
+    def scheduled_batch_size(self, epoch: int, epochs: int | None = None) -> int:
+        keys = list(self.schedule)
+        if isinstance(keys[0], str):
+            return self._phase_batch_size()
+        if isinstance(keys[0], float):
+            position = epoch / float(epochs or 1)
+            past = [k for k in keys if k <= position + 1e-9]
+        else:
+            past = [k for k in keys if k <= epoch]
+        return self.schedule[max(past)]
+
+    def _phase_batch_size(self) -> int:
+        provider = self._composer.phase_provider if self._composer else None
+        if provider is None:
+            raise ValueError(
+                "AdaptiveBatch's `schedule` names PhaseLR phases, but no "
+                "PhaseLR is in the callbacks."
+            )
+        from keras_multiphase.schedules import numpy_ops
+
+        step = np.float32(self._iterations)
+        name = provider.phase_names[int(provider.phase_at(step, numpy_ops))]
+        size = self.schedule.get(name)
+        if size is None:
+            return self._batch_size if self._current else self.first_batch_size
+        return size
+
+    def _source(self):
+        if self._current is None:
+            self._set_batch_size(self.first_batch_size)
+        return self._current[1]
+
+    def _set_batch_size(self, batch_size: int) -> None:
+        if self._current is not None and self._current[0] == batch_size:
+            return
+        data = self.rebuild(batch_size)
+        self._current = (batch_size, _Source(data, batch_size, self.shuffle, self.seed))
+
+    @property
+    def _batch_size(self) -> int:
+        return self._current[0]
+
+    # -- LR contribution ------------------------------------------------------
+    def _create_state(self, store) -> None:
+        self._scale = store.variable(f"{self._key}.lr_scale", 1.0)
+        self._grown = store.variable(f"{self._key}.grown", 0.0)
+        if self._detector is not None:
+            self._detector.attach(
+                store.variable(f"{self._key}.plateau", self._detector.initial_state())
+            )
+
+    def build_epoch_map(self, epochs):
+        """Epoch -> step map from the scheduled batch sizes (None when the
+        schedule follows PhaseLR phases, which themselves need the map)."""
+        if isinstance(next(iter(self.schedule)), str) or not epochs:
+            return None
+        lengths = {}
+        per_epoch = []
+        for epoch in range(int(epochs)):
+            size = self.scheduled_batch_size(epoch, epochs)
+            if size not in lengths:
+                if self._current is not None and self._current[0] == size:
+                    lengths[size] = self._current[1].length
+                else:
+                    lengths[size] = _Source(self.rebuild(size), size, False, 0).length
+            per_epoch.append(lengths[size])
+        return _EpochMap(per_epoch)
+
+    def _resolve(self, steps, epochs) -> None:
+        self._composer.epoch_map = self.build_epoch_map(epochs)
+
+    def trace_signature(self):
+        return ("adaptive_batch",)
+
+    def lr_factor(self, step, base, xp=ops):
+        return xp.zeros_like(step) + read(self._scale, xp)
+
+    def _lr_scale(self, batch_size: int) -> float:
+        ratio = batch_size / self.first_batch_size
+        return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
+
+    # -- Keras hooks ------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        frame = inspect.currentframe()
+        while frame is not None and not (
+            "epoch_iterator" in frame.f_locals and "callbacks" in frame.f_locals
+        ):
+            frame = frame.f_back
+        if frame is None:
+            raise ValueError(
+                "AdaptiveBatch must be used from `model.fit`; this Keras "
+                f"version ({keras.__version__}) does not expose fit's epoch "
+                "iterator as expected."
+            )
+        epoch_iterator = frame.f_locals["epoch_iterator"]
+        callbacks = frame.f_locals["callbacks"]
+        del frame
+        adapter = getattr(epoch_iterator, "data_adapter", None)
+        if getattr(adapter, "py_dataset", None) is not self.data:
+            raise ValueError(
+                "AdaptiveBatch is in the callbacks, but `fit` was given other "
+                "data. Pass `adaptive.data` as `x` (and no `y`): "
+                "model.fit(adaptive.data, epochs=..., callbacks=[adaptive])."
+            )
+        if epoch_iterator.steps_per_epoch:
+            raise ValueError(
+                "AdaptiveBatch sets the number of steps of each epoch itself; "
+                "do not pass `steps_per_epoch` to `fit`. Received: "
+                f"steps_per_epoch={epoch_iterator.steps_per_epoch}"
+            )
+        self._epoch_iterator = epoch_iterator
+        self._progbars = [
+            c
+            for c in getattr(callbacks, "callbacks", [])
+            if isinstance(c, keras.callbacks.ProgbarLogger)
+        ]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)  # syncs the JAX state
+        epochs = (self.params or {}).get("epochs")
+        size = self.scheduled_batch_size(epoch, epochs)
+        grown = int(float(self._grown.numpy()))
+        if grown:
+            size = size * self._grow_factor**grown
+            if self._max_batch_size:
+                size = min(size, self._max_batch_size)
+        previous = self._current[0] if self._current else None
+        self._set_batch_size(size)
+        self._current[1].new_epoch()
+        self._scale.assign(self._lr_scale(size))
+        steps = self._current[1].length
+        self._composer.epoch_steps_hint = steps
+        self._composer.restart_epoch(epoch)
+        self._epoch_iterator._num_batches = steps
+        for progbar in self._progbars:
+            progbar.target = steps
+        if self.verbose and previous is not None and previous != size:
+            io_utils.print_msg(
+                f"\nEpoch {epoch + 1}: AdaptiveBatch: batch size {previous} -> "
+                f"{size} ({steps} steps)."
+            )
+
+    def _on_epoch_end(self, epoch: int, logs: dict) -> None:
+        logs["batch_size"] = self._batch_size
+        if self._detector is not None and self._detector.update(logs):
+            grown = float(self._grown.numpy()) + 1
+            self._grown.assign(grown)
+
+    def get_config(self) -> dict:
+        return {
+            "rebuild": self.rebuild,
+            "schedule": self.schedule,
+            "lr_scaling": self.lr_scaling,
+            "grow_on_plateau": self.grow_on_plateau,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }

@@ -1,0 +1,215 @@
+"""AdaptiveBatch: every sample exactly once per epoch, at each epoch's size."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import Script, WeightLog, applied_per_epoch, assert_applied, phase_ref
+from keras import ops
+
+from keras_multiphase import AdaptiveBatch, PhaseLR
+
+N = 96
+
+
+def counting_model():
+    """Each sample owns one embedding row; SGD at rate 1 on sum(y_pred)
+    moves a row by exactly -1 each time its sample is trained on."""
+    emb = keras.layers.Embedding(N, 1, embeddings_initializer="zeros")
+    inputs = keras.Input((1,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Flatten()(emb(inputs)))
+    model.compile(
+        optimizer=keras.optimizers.SGD(1.0),
+        loss=lambda y_true, y_pred: ops.sum(y_pred),
+    )
+    return model, emb
+
+
+class RowLog(keras.callbacks.Callback):
+    """Records the embedding rows at each epoch end."""
+
+    def __init__(self, emb):
+        super().__init__()
+        self.emb, self.rows = emb, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        _ = self.model  # JAX: sync
+        self.rows.append(np.asarray(self.emb.embeddings.numpy()).ravel().copy())
+
+
+def arrays(batch_size):
+    del batch_size
+    x = np.arange(N, dtype="int32").reshape(-1, 1)
+    return x, np.zeros((N, 1), "float32")
+
+
+def pydataset(batch_size):
+    class Data(keras.utils.PyDataset):
+        def __len__(self):
+            return -(-N // batch_size)
+
+        def __getitem__(self, i):
+            idx = np.arange(i * batch_size, min(N, (i + 1) * batch_size))
+            return idx.reshape(-1, 1).astype("int32"), np.zeros(
+                (len(idx), 1), "float32"
+            )
+
+    return Data()
+
+
+def tf_dataset(batch_size):
+    import tensorflow as tf
+
+    x, y = arrays(batch_size)
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N).batch(batch_size)
+
+
+@pytest.mark.parametrize(
+    "rebuild", [arrays, pydataset, tf_dataset], ids=["arrays", "pydataset", "tf.data"]
+)
+@pytest.mark.parametrize("sizes", [[32, 16, 8], [8, 32]], ids=str)
+def test_every_sample_exactly_once_per_epoch(rebuild, sizes):
+    model, emb = counting_model()
+    adaptive = AdaptiveBatch(rebuild, dict(enumerate(sizes)))
+    rows, steps = RowLog(emb), []
+
+    class Steps(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.n = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.n += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            steps.append(self.n)
+
+    history = model.fit(
+        adaptive.data, epochs=len(sizes), verbose=0, callbacks=[adaptive, rows, Steps()]
+    )
+    for epoch, row in enumerate(rows.rows):
+        np.testing.assert_array_equal(row, -(epoch + 1.0))
+    assert steps == [-(-N // b) for b in sizes]
+    assert history.history["batch_size"] == sizes
+
+
+@pytest.mark.parametrize(
+    "scaling,factor",
+    [("none", lambda r: 1.0), ("linear", lambda r: r), ("sqrt", np.sqrt)],
+)
+def test_lr_scaling_through_the_step(scaling, factor):
+    # The probe: one weight, loss = mean(y_pred), x = 1 -> w moves by -lr.
+    x = np.ones((32, 1), "float32")
+    y = np.zeros((32, 1), "float32")
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=lambda t, p: ops.mean(p))
+    adaptive = AdaptiveBatch(lambda b: (x, y), {0: 16, 1: 4}, lr_scaling=scaling)
+    log = WeightLog()
+    model.fit(adaptive.data, epochs=2, verbose=0, callbacks=[adaptive, log])
+    # epoch 0: 2 steps at 0.1; epoch 1: 8 steps at 0.1 * factor(4/16)
+    assert_applied(log, [2 * 0.1, 8 * 0.1 * factor(0.25)])
+
+
+def test_phase_boundaries_follow_the_changing_epoch_sizes():
+    x = np.ones((32, 1), "float32")
+    y = np.zeros((32, 1), "float32")
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=lambda t, p: ops.mean(p))
+    adaptive = AdaptiveBatch(lambda b: (x, y), {0: 16, 1: 4})
+    phases = PhaseLR([{"lr": 0.01, "epochs": 1.5}, {"lr": 0.002}])
+    log = WeightLog()
+    model.fit(adaptive.data, epochs=3, verbose=0, callbacks=[phases, adaptive, log])
+    # Epoch starts: steps 0, 2, 10 (2 then 8 steps per epoch); epoch 1.5 is
+    # step 2 + 4 = 6.
+    want = applied_per_epoch(lambda s: phase_ref(s, [0.01, 0.002], [6]), 1, 2)
+    want = [
+        sum(phase_ref(s, [0.01, 0.002], [6]) for s in r)
+        for r in (range(0, 2), range(2, 10), range(10, 18))
+    ]
+    assert_applied(log, want)
+
+
+def test_other_data_is_refused_at_train_begin():
+    model, _ = counting_model()
+    adaptive = AdaptiveBatch(arrays, {0: 32})
+    x, y = arrays(32)
+    with pytest.raises(ValueError, match="adaptive.data"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[adaptive])
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        model.fit(
+            adaptive.data, epochs=1, steps_per_epoch=2, verbose=0, callbacks=[adaptive]
+        )
+
+
+def test_growth_on_plateau_and_resume(tmp_dir):
+    def run(callbacks, epochs=4):
+        keras.utils.set_random_seed(0)
+        model, emb = counting_model()
+        adaptive = AdaptiveBatch(
+            arrays,
+            {0: 8},
+            grow_on_plateau={
+                "monitor": "score",
+                "patience": 1,
+                "mode": "min",
+                "factor": 2,
+                "max_batch_size": 32,
+            },
+        )
+        rows = RowLog(emb)
+        history = model.fit(
+            adaptive.data,
+            epochs=epochs,
+            verbose=0,
+            callbacks=[Script("score", [1.0] * 4), adaptive, *callbacks, rows],
+        )
+        return history.history, rows
+
+    reference, rows = run([])
+    assert reference["batch_size"] == [8, 8, 16, 32]
+    for epoch, row in enumerate(rows.rows):
+        np.testing.assert_array_equal(row, -(epoch + 1.0))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    backup = keras.callbacks.BackupAndRestore(tmp_dir)
+    with pytest.raises(RuntimeError):
+        run([backup, Interrupt()])
+    resumed, rows = run([keras.callbacks.BackupAndRestore(tmp_dir)])
+    assert resumed["batch_size"] == reference["batch_size"][2:]
+    np.testing.assert_array_equal(rows.rows[-1], -4.0)
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(rebuild=None, schedule={0: 8}), "rebuild"),
+        (dict(rebuild=arrays, schedule={}), "schedule"),
+        (dict(rebuild=arrays, schedule={1: 8}), "start at 0"),
+        (dict(rebuild=arrays, schedule={0: 0}), r"schedule\[0\]"),
+        (dict(rebuild=arrays, schedule={0: 8, 0.5: 4}), "all epochs"),
+        (dict(rebuild=arrays, schedule={0: 8}, lr_scaling="cubic"), "lr_scaling"),
+        (
+            dict(
+                rebuild=arrays,
+                schedule={0: 8},
+                grow_on_plateau={"monitor": "loss", "factor": 1},
+            ),
+            "factor",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        AdaptiveBatch(**kw)
