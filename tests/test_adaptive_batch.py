@@ -213,3 +213,37 @@ def test_growth_on_plateau_and_resume(tmp_dir):
 def test_bad_arguments_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         AdaptiveBatch(**kw)
+
+
+def test_validation_data_is_left_to_the_user():
+    model, emb = counting_model()
+    adaptive = AdaptiveBatch(arrays, {0: 32, 1: 8})
+    x, y = arrays(8)
+    seen = []
+
+    class ValBatches(keras.callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    history = model.fit(
+        adaptive.data,
+        epochs=2,
+        verbose=0,
+        validation_data=(x, y),
+        validation_batch_size=48,
+        callbacks=[adaptive, ValBatches(), RowLog(emb)],
+    )
+    assert "val_loss" in history.history
+    assert seen == [0, 1, 0, 1]  # 96 samples / 48 per batch, both epochs
+    assert history.history["batch_size"] == [32, 8]
+
+
+def test_config_round_trip():
+    adaptive = AdaptiveBatch(
+        arrays,
+        {0.0: 64, 0.5: 16},
+        lr_scaling="sqrt",
+        grow_on_plateau={"monitor": "val_loss", "patience": 2},
+    )
+    clone = AdaptiveBatch.from_config(adaptive.get_config())
+    assert clone.get_config() == adaptive.get_config()

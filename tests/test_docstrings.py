@@ -12,6 +12,7 @@ PUBLIC = [
     km.PlateauLR,
     km.WarmupCosineRestarts,
     km.LossWeightBalancer,
+    km.AdaptiveBatch,
     km.PhaseSchedule,
     km.WarmupCosineRestartsSchedule,
 ]
