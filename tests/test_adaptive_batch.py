@@ -247,3 +247,20 @@ def test_config_round_trip():
     )
     clone = AdaptiveBatch.from_config(adaptive.get_config())
     assert clone.get_config() == adaptive.get_config()
+
+
+def test_schedule_by_phase_and_progress_bar_counts(capsys):
+    model, emb = counting_model()
+    phases = PhaseLR(
+        [{"name": "big", "lr": 1.0, "steps": 3}, {"name": "small", "lr": 1.0}]
+    )
+    adaptive = AdaptiveBatch(arrays, {"big": 32, "small": 8})
+    rows = RowLog(emb)
+    history = model.fit(
+        adaptive.data, epochs=3, verbose=1, callbacks=[phases, adaptive, rows]
+    )
+    assert history.history["batch_size"] == [32, 8, 8]
+    for epoch, row in enumerate(rows.rows):
+        np.testing.assert_array_equal(row, -(epoch + 1.0))
+    out = capsys.readouterr().out
+    assert "3/3" in out and "12/12" in out
