@@ -12,6 +12,8 @@ from keras_multiphase.callbacks import (
     PlateauLR,
     WarmupCosineRestarts,
 )
+from keras_multiphase.preset import PresetError, preset, preset_to_yaml, presets
+from keras_multiphase.preview import plot_schedule, preview
 from keras_multiphase.schedules import (
     PhaseSchedule,
     WarmupCosineRestartsSchedule,
@@ -24,7 +26,13 @@ __all__ = [
     "LossWeightBalancer",
     "PhaseLR",
     "PhaseSchedule",
+    "PresetError",
     "PlateauLR",
     "WarmupCosineRestarts",
     "WarmupCosineRestartsSchedule",
+    "preset",
+    "preset_to_yaml",
+    "presets",
+    "preview",
+    "plot_schedule",
 ]

@@ -84,9 +84,10 @@ def _normalize_phase(i: int, phase, last: bool) -> dict:
     out["transition"] = check_choice(
         f"{where}.transition", phase.get("transition", "step"), TRANSITIONS
     )
-    out["transition_steps"] = check_int(
-        f"{where}.transition_steps", phase.get("transition_steps", 0)
-    )
+    span = phase.get("transition_steps", 0)
+    if span != "phase":
+        span = check_int(f"{where}.transition_steps", span)
+    out["transition_steps"] = span
     if plateau is not None:
         if last:
             raise ValueError(
@@ -190,8 +191,9 @@ class PhaseLR(LRCallback):
             `epochs` (float), `steps` (int) or `fraction` (float in (0, 1]);
             `name` (str, default `"phase_<i>"`); `transition` (`"step"`,
             `"linear"` or `"cosine"`, default `"step"`); `transition_steps`
-            (int, default 0); `plateau` (mapping with `monitor`, `patience`,
-            `min_delta`, `mode`, `min_delta_mode`).
+            (int, default 0, or `"phase"`: the whole phase); `plateau`
+            (mapping with `monitor`, `patience`, `min_delta`, `mode`,
+            `min_delta_mode`).
         verbose: Int. 1 prints a line when a plateau ends a phase.
     """
 
@@ -207,6 +209,7 @@ class PhaseLR(LRCallback):
             if "plateau" in p
         }
         self._lengths: list[float] | None = None
+        self._transition_steps: list[float] | None = None
         self._end_var = None
         self._warned_schedule = False
 
@@ -246,6 +249,25 @@ class PhaseLR(LRCallback):
             else:
                 lengths.append(NEVER)
         self._lengths = lengths
+        spans = []
+        starts = [0.0]
+        for length in lengths:
+            starts.append(starts[-1] + length)
+        for i, p in enumerate(self.phases):
+            span = p["transition_steps"]
+            if span == "phase":  # the transition lasts the whole phase
+                if i < len(lengths):
+                    span = lengths[i]
+                else:
+                    end = self.epochs_to_steps(epochs, steps, "a run-long phase")
+                    span = max(1.0, end - starts[i])
+                if span >= NEVER:
+                    raise ValueError(
+                        f"Phase {p['name']!r} has `transition_steps: phase` "
+                        "but no fixed length; give its length."
+                    )
+            spans.append(float(span))
+        self._transition_steps = spans
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -278,7 +300,7 @@ class PhaseLR(LRCallback):
             tuple(self.rates),
             tuple(self._lengths or ()),
             tuple(p["transition"] for p in self.phases),
-            tuple(p["transition_steps"] for p in self.phases),
+            tuple(self._transition_steps or ()),
         )
 
     # -- in-graph ------------------------------------------------------
@@ -291,7 +313,7 @@ class PhaseLR(LRCallback):
             self.rates,
             self._lengths,
             [p["transition"] for p in self.phases],
-            [p["transition_steps"] for p in self.phases],
+            self._transition_steps,
             end_override=read(self._end_var, xp),
             xp=xp,
         )

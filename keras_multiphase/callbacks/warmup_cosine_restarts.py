@@ -204,6 +204,8 @@ class WarmupCosineRestarts(LRCallback):
         if cycle is None:
             scope = self._scope_length(provider, start, end, steps, epochs)
             cycle = scope - warmup
+            if cycle < 1 and self.min_ratio == 1.0:
+                cycle = 1  # warmup then flat: the cycle length is irrelevant
             if cycle < 1:
                 raise ValueError(
                     "WarmupCosineRestarts: the warmup "
@@ -220,7 +222,10 @@ class WarmupCosineRestarts(LRCallback):
 
     def _scope_length(self, provider, start, end, steps, epochs) -> int:
         if self._phase_ids is not None:
-            lengths = list(provider._lengths) + [NEVER]
+            # The last phase runs to the end of the run.
+            run_end = self.epochs_to_steps(epochs, steps, "a run-long phase")
+            last = max(1, run_end - sum(provider._lengths))
+            lengths = list(provider._lengths) + [last]
             total = sum(lengths[i] for i in set(self._phase_ids))
             if total >= NEVER:
                 raise ValueError(

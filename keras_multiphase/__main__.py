@@ -1,0 +1,82 @@
+"""Command line: list presets and preview their schedules.
+
+    python -m keras_multiphase presets
+    python -m keras_multiphase preview multiphase --epochs 30 \\
+        --steps-per-epoch 100 --out schedule.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _table(schedule, epochs: int, steps_per_epoch: int) -> str:
+    names = schedule["phase_names"]
+    rows = [
+        f"{'epoch':>5}  {'phase':<12} {'lr first step':>13} "
+        f"{'lr min':>10} {'lr max':>10} {'batch':>6}"
+    ]
+    for epoch in range(epochs):
+        part = slice(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch)
+        rates = schedule["learning_rate"][part]
+        index = int(schedule["phase"][part][0])
+        phase = names[index] if index < len(names) else str(index)
+        batch = int(schedule["batch_size"][part][0]) or "-"
+        rows.append(
+            f"{epoch + 1:>5}  {phase:<12} {rates[0]:>13.3e} "
+            f"{rates.min():>10.3e} {rates.max():>10.3e} {batch!s:>6}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_multiphase", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("presets", help="list the shipped presets")
+    show = commands.add_parser("preview", help="print and plot a schedule")
+    show.add_argument("preset", help="a shipped preset name or a YAML file")
+    show.add_argument("--epochs", type=int, required=True)
+    show.add_argument("--steps-per-epoch", type=int, required=True)
+    show.add_argument(
+        "--base-lr",
+        type=float,
+        default=1e-3,
+        help="the optimizer's rate (used without PhaseLR)",
+    )
+    show.add_argument("--out", help="write the plot to this PNG file")
+    args = parser.parse_args(argv)
+    from keras_multiphase.preset import presets
+    from keras_multiphase.preview import plot_schedule, preview
+
+    try:
+        if args.command == "presets":
+            print("\n".join(presets()))
+            return 0
+        if args.epochs < 1 or args.steps_per_epoch < 1:
+            raise ValueError(
+                "--epochs and --steps-per-epoch must be >= 1. Received: "
+                f"{args.epochs}, {args.steps_per_epoch}"
+            )
+        schedule = preview(
+            args.preset, args.epochs, args.steps_per_epoch, base_lr=args.base_lr
+        )
+        print(_table(schedule, args.epochs, args.steps_per_epoch))
+        if args.out:
+            plot_schedule(
+                schedule,
+                args.out,
+                title=f"{args.preset}: {args.epochs} epochs x "
+                f"{args.steps_per_epoch} steps",
+            )
+            print(f"plot written to {args.out}")
+        return 0
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
