@@ -1,0 +1,206 @@
+"""Presets: the recipe in History, preview == training, YAML, CLI, wheel."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from helpers import BACKEND, probe_data, rate_probe, weight
+
+import keras_multiphase as km
+from keras_multiphase import PresetError, preset, preset_to_yaml, preview
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("epochs", [5, 10])
+def test_multiphase_recipe_in_history(epochs):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    history = model.fit(
+        x,
+        x[:, :1],
+        epochs=epochs,
+        batch_size=16,
+        verbose=0,
+        callbacks=preset("multiphase"),
+    ).history
+    lr = history["learning_rate"]
+    assert lr[0] <= 1e-5
+    assert max(lr) == pytest.approx(5e-5, rel=1e-6)
+    assert lr[-1] <= 1e-6 * (1 + 1e-6)
+
+
+class StepWeights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(weight(self.model))
+
+
+@pytest.mark.parametrize("name", ["multiphase", "one_cycle", "wsd"])
+def test_preview_equals_what_training_applied_step_for_step(name):
+    epochs, steps = 6, 5
+    model = rate_probe(keras.optimizers.SGD(0.01))
+    recorder = StepWeights()
+    x, y = probe_data(steps)
+    model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[*preset(name), recorder],
+    )
+    applied = -np.diff([0.0, *recorder.values])
+    expected = preview(name, epochs=epochs, steps_per_epoch=steps, base_lr=0.01)[
+        "learning_rate"
+    ]
+    scale = max(abs(v) for v in recorder.values)
+    np.testing.assert_allclose(applied, expected, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_overrides():
+    callbacks = preset("multiphase", peak_lr=3e-5, **{"PhaseLR.phases.2.lr": 2e-6})
+    rates = callbacks[0].rates
+    assert rates[1] == 3e-5 and rates[2] == 2e-6
+    with_batches = preset("multiphase", rebuild=lambda b: None)
+    assert type(with_batches[-1]).__name__ == "AdaptiveBatch"
+    with pytest.raises(PresetError, match="matches no parameter.*peak_lr"):
+        preset("multiphase", peak_rl=1e-3)
+    with pytest.raises(PresetError, match="matches nothing"):
+        preset("multiphase", **{"PhaseLR.phases.7.lr": 1e-3})
+    with pytest.raises(PresetError, match="no AdaptiveBatch"):
+        preset("sgdr", rebuild=lambda b: None)
+
+
+def test_yaml_round_trip(tmp_dir):
+    callbacks = preset("multiphase", rebuild=lambda b: None)
+    text = preset_to_yaml(callbacks)
+    path = os.path.join(tmp_dir, "mine.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    loaded = preset(path, rebuild=callbacks[-1].rebuild)
+    assert [c.get_config() for c in loaded] == [c.get_config() for c in callbacks]
+
+
+BAD = {
+    "unknown_callback": (
+        "callbacks:\n  - PhaseLRR: {phases: [{lr: 1.0}]}\n",
+        r"line 2.*unknown callback 'PhaseLRR'.*Did you mean 'PhaseLR'",
+    ),
+    "unknown_key": (
+        "callbacks:\n  - PlateauLR:\n      patiense: 3\n",
+        r"line 3.*patiense.*Did you mean 'patience'",
+    ),
+    "wrong_type": (
+        "callbacks:\n  - PlateauLR: {patience: three}\n",
+        r"line 2.*patience.*three",
+    ),
+    "negative_lr": (
+        "callbacks:\n  - PhaseLR: {phases: [{lr: -1.0e-5}]}\n",
+        r"line 2.*must be > 0.*-1e-05",
+    ),
+    "fractions": (
+        "callbacks:\n  - PhaseLR:\n      phases:\n"
+        "        - {lr: 1.0, fraction: 0.5}\n"
+        "        - {lr: 1.0, fraction: 0.4}\n",
+        r"line 2.*sum to 1",
+    ),
+    "two_lengths": (
+        "callbacks:\n  - PhaseLR:\n      phases:\n"
+        "        - {lr: 1.0, epochs: 1, steps: 4}\n"
+        "        - {lr: 1.0}\n",
+        r"at most one",
+    ),
+    "malformed": ("callbacks:\n  - PhaseLR: {phases: [\n", r"line \d+: malformed"),
+    "top_key": ("callback:\n  - PlateauLR: {}\n", r"callbacks"),
+    "param": ("callbacks:\n  - PlateauLR: {patience: $wait}\n", r"\$wait"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_presets_name_file_line_key_and_value(case, tmp_dir):
+    text, message = BAD[case]
+    path = os.path.join(tmp_dir, f"{case}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    with pytest.raises(ValueError, match=message) as info:
+        preset(path)
+    assert isinstance(info.value, PresetError) and path in str(info.value)
+
+
+def test_python_tags_are_refused_and_never_run(tmp_dir):
+    marker = os.path.join(tmp_dir, "ran")
+    path = os.path.join(tmp_dir, "evil.yaml")
+    with open(path, "w") as f:
+        f.write(f"callbacks: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(PresetError, match="malformed"):
+        preset(path)
+    assert not os.path.exists(marker)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_multiphase", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_cli(tmp_dir):
+    listed = run_cli("presets")
+    assert listed.returncode == 0
+    assert listed.stdout.split() == km.presets()
+    out = os.path.join(tmp_dir, "schedule.png")
+    shown = run_cli(
+        "preview",
+        "multiphase",
+        "--epochs",
+        "10",
+        "--steps-per-epoch",
+        "4",
+        "--out",
+        out,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split()[:2] == ["epoch", "phase"]
+    assert lines[1].split()[1] == "controlled" and "fine-tune" in lines[10]
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    bad = run_cli("preview", "multiphasee", "--epochs", "3", "--steps-per-epoch", "2")
+    assert bad.returncode == 2 and "Did you mean 'multiphase'" in bad.stderr
+    assert bad.stdout == ""
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="backend-independent; run once")
+def test_wheel_contains_the_presets(tmp_dir):
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_dir,
+            ROOT,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = [f for f in os.listdir(tmp_dir) if f.endswith(".whl")][0]
+    names = zipfile.ZipFile(os.path.join(tmp_dir, wheel)).namelist()
+    for name in km.presets():
+        assert f"keras_multiphase/presets/{name}.yaml" in names
