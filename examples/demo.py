@@ -1,10 +1,12 @@
 """A multi-head model trained in three learning-rate phases.
 
 Synthetic data: a "threshold" regression head whose loss starts large and a
-"cls" classification head. The run uses the package's recipe: a controlled
-start at 1e-5 with warmup, an aggressive middle at 5e-5 with cosine warm
-restarts, and fine-tuning at 1e-6 with plateau reduction. The table printed
-after each epoch shows the phase and the learning rate really in effect.
+"cls" classification head. The run uses the package's recipe in one line,
+`keras_multiphase.preset("multiphase")`: a controlled start at 1e-5 with
+warmup, an aggressive middle at 5e-5 with cosine warm restarts, fine-tuning
+at 1e-6 with plateau reduction, and loss weights that follow each head. The
+table printed after each epoch shows the phase, the learning rate in effect
+and the loss weights.
 
     KERAS_BACKEND=jax python examples/demo.py [--epochs 12]
 """
@@ -14,7 +16,7 @@ import argparse
 import keras
 import numpy as np
 
-from keras_multiphase import PhaseLR, PlateauLR, WarmupCosineRestarts
+import keras_multiphase
 
 
 def make_data(n=2048, seed=0):
@@ -40,27 +42,6 @@ def make_model():
     return model
 
 
-def multiphase_callbacks():
-    phase_lr = PhaseLR(
-        [
-            {"name": "controlled", "lr": 1e-5, "fraction": 0.25},
-            {"name": "aggressive", "lr": 5e-5, "fraction": 0.5},
-            {"name": "fine-tune", "lr": 1e-6},
-        ]
-    )
-    warmup = WarmupCosineRestarts(  # min_ratio=1: warmup, then flat
-        warmup_epochs=1,
-        warmup_start_ratio=0.1,
-        min_ratio=1.0,
-        phases=["controlled"],
-    )
-    restarts = WarmupCosineRestarts(
-        first_cycle_epochs=2, min_ratio=0.1, phases=["aggressive"]
-    )
-    plateau = PlateauLR(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-7)
-    return [phase_lr, warmup, restarts, plateau]
-
-
 class PrintPhases(keras.callbacks.Callback):
     NAMES = ("controlled", "aggressive", "fine-tune")
 
@@ -69,7 +50,8 @@ class PrintPhases(keras.callbacks.Callback):
             f"epoch {epoch + 1:3d}  phase {self.NAMES[logs['phase']]:<10}  "
             f"lr {logs['learning_rate']:.2e}  loss {logs['loss']:10.2f}  "
             f"threshold {logs['threshold_loss']:10.2f}  "
-            f"cls {logs['cls_loss']:.3f}",
+            f"cls {logs['cls_loss']:.3f}  weights "
+            f"{logs['threshold_loss_weight']:.2g}/{logs['cls_loss_weight']:.2g}",
             flush=True,
         )
 
@@ -89,7 +71,7 @@ def main():
         batch_size=64,
         validation_split=0.2,
         verbose=0,
-        callbacks=[*multiphase_callbacks(), PrintPhases()],
+        callbacks=[*keras_multiphase.preset("multiphase"), PrintPhases()],
     )
 
 

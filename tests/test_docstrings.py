@@ -13,6 +13,8 @@ PUBLIC = [
     km.WarmupCosineRestarts,
     km.LossWeightBalancer,
     km.AdaptiveBatch,
+    km.preset,
+    km.preview,
     km.PhaseSchedule,
     km.WarmupCosineRestartsSchedule,
 ]
