@@ -204,3 +204,28 @@ def test_wheel_contains_the_presets(tmp_dir):
     names = zipfile.ZipFile(os.path.join(tmp_dir, wheel)).namelist()
     for name in km.presets():
         assert f"keras_multiphase/presets/{name}.yaml" in names
+
+
+def test_multiphase_with_rebuild_on_a_two_head_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(
+        inputs,
+        {
+            "threshold": keras.layers.Dense(1, name="threshold")(inputs),
+            "cls": keras.layers.Dense(1, name="cls")(inputs),
+        },
+    )
+    model.compile(optimizer="adam", loss={"threshold": "mse", "cls": "mse"})
+    x = np.random.default_rng(0).normal(size=(128, 4)).astype("float32")
+    y = {"threshold": np.full((128, 1), 70.0, "float32"), "cls": x[:, :1]}
+    callbacks = preset("multiphase", rebuild=lambda b: (x, y))
+    adaptive = next(c for c in callbacks if isinstance(c, km.AdaptiveBatch))
+    history = model.fit(
+        adaptive.data, epochs=10, verbose=0, callbacks=callbacks
+    ).history
+    assert history["batch_size"] == [64, 64, 32, 32, 32, 32, 32, 32, 16, 16]
+    assert history["learning_rate"][0] <= 1e-5
+    assert max(history["learning_rate"]) == pytest.approx(5e-5, rel=1e-6)
+    assert history["learning_rate"][-1] <= 1e-6 * (1 + 1e-6)
+    assert history["threshold_loss_weight"][-1] < history["cls_loss_weight"][-1]
