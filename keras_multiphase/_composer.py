@@ -208,9 +208,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         `on_epoch_end`, before any callback changes its state.
         """
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            step = float(self._epoch_steps.get(epoch, 0))
-            if epoch not in self._epoch_steps:
-                step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+            step = self._epoch_steps.get(epoch)
+            if step is None:
+                step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             rate = float(self.evaluate(step))
             phase = int(self.phase_at(np.float32(step), numpy_ops))
             self._epoch_cache = (epoch, rate, phase)

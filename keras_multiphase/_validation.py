@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 
 def _is_number(value) -> bool:
@@ -49,6 +50,22 @@ def check_ratio(name: str, value, upper_open: bool = False) -> float:
             f"Argument `{name}` must be in {bound}. Received: {name}={value!r}"
         )
     return value_f
+
+
+def check_mapping_keys(name: str, value, allowed, example: str) -> dict:
+    """A mapping whose keys are all in `allowed`; returns a copy."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"Argument `{name}` must be a mapping such as {example}. "
+            f"Received: {name}={value!r}"
+        )
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Argument `{name}` has unknown key(s) {unknown}. "
+            f"Allowed keys: {list(allowed)}."
+        )
+    return dict(value)
 
 
 def check_choice(name: str, value, choices) -> str:

@@ -12,7 +12,11 @@ from keras import ops
 from keras.src.utils import io_utils
 
 from keras_multiphase._composer import FACTOR, read
-from keras_multiphase._validation import check_choice, check_int
+from keras_multiphase._validation import (
+    check_choice,
+    check_int,
+    check_mapping_keys,
+)
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
 
@@ -63,7 +67,6 @@ class _Source:
             self._iterator = None
         elif isinstance(data, (tuple, list)) or isinstance(data, np.ndarray):
             arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
-            arrays = tuple(None if a is None else a for a in arrays)
             sizes = {len(keras.tree.flatten(a)[0]) for a in arrays if a is not None}
             if len(sizes) != 1:
                 raise ValueError(
@@ -221,19 +224,12 @@ class AdaptiveBatch(LRCallback):
         self.grow_on_plateau = None
         self._detector = None
         if grow_on_plateau is not None:
-            if not isinstance(grow_on_plateau, Mapping):
-                raise ValueError(
-                    "Argument `grow_on_plateau` must be a mapping such as "
-                    "{'monitor': 'val_loss', 'patience': 2, 'factor': 2}. "
-                    f"Received: grow_on_plateau={grow_on_plateau!r}"
-                )
-            unknown = sorted(set(grow_on_plateau) - set(GROW_KEYS))
-            if unknown:
-                raise ValueError(
-                    f"Argument `grow_on_plateau` has unknown key(s) {unknown}. "
-                    f"Allowed keys: {list(GROW_KEYS)}."
-                )
-            grow = dict(grow_on_plateau)
+            grow = check_mapping_keys(
+                "grow_on_plateau",
+                grow_on_plateau,
+                GROW_KEYS,
+                "{'monitor': 'val_loss', 'patience': 2, 'factor': 2}",
+            )
             factor = grow.pop("factor", 2)
             if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
                 raise ValueError(

@@ -15,6 +15,7 @@ from keras_multiphase._composer import BASE, read
 from keras_multiphase._validation import (
     check_choice,
     check_int,
+    check_mapping_keys,
     check_positive,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
@@ -94,19 +95,12 @@ def _normalize_phase(i: int, phase, last: bool) -> dict:
                 f"Argument `{where}.plateau` cannot be set on the last phase: "
                 "there is no next phase to advance to."
             )
-        if not isinstance(plateau, Mapping):
-            raise ValueError(
-                f"Argument `{where}.plateau` must be a mapping such as "
-                f"{{'monitor': 'val_loss', 'patience': 3}}. "
-                f"Received: {where}.plateau={plateau!r}"
-            )
-        unknown = sorted(set(plateau) - set(PLATEAU_KEYS))
-        if unknown:
-            raise ValueError(
-                f"Argument `{where}.plateau` has unknown key(s) {unknown}. "
-                f"Allowed keys: {list(PLATEAU_KEYS)}."
-            )
-        plateau = dict(plateau)
+        plateau = check_mapping_keys(
+            f"{where}.plateau",
+            plateau,
+            PLATEAU_KEYS,
+            "{'monitor': 'val_loss', 'patience': 3}",
+        )
         PlateauDetector(prefix=f"{where}.plateau.", **plateau)  # validates
         out["plateau"] = plateau
     return out
