@@ -10,8 +10,11 @@ from keras_multiphase.callbacks import (
     LossWeightBalancer,
     PhaseLR,
     PlateauLR,
+    TrainingDynamicsMonitor,
+    TrainingDynamicsWarning,
     WarmupCosineRestarts,
 )
+from keras_multiphase.diagnosis import DiagnosisReport, diagnose
 from keras_multiphase.preset import PresetError, preset, preset_to_yaml, presets
 from keras_multiphase.preview import plot_schedule, preview
 from keras_multiphase.schedules import (
@@ -23,13 +26,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveBatch",
+    "DiagnosisReport",
     "LossWeightBalancer",
     "PhaseLR",
     "PhaseSchedule",
     "PresetError",
     "PlateauLR",
+    "TrainingDynamicsMonitor",
+    "TrainingDynamicsWarning",
     "WarmupCosineRestarts",
     "WarmupCosineRestartsSchedule",
+    "diagnose",
     "preset",
     "preset_to_yaml",
     "presets",

@@ -15,6 +15,8 @@ PUBLIC = [
     km.AdaptiveBatch,
     km.preset,
     km.preview,
+    km.diagnose,
+    km.TrainingDynamicsMonitor,
     km.PhaseSchedule,
     km.WarmupCosineRestartsSchedule,
 ]

@@ -2,6 +2,10 @@
 
 from keras_multiphase.callbacks.adaptive_batch import AdaptiveBatch
 from keras_multiphase.callbacks.loss_weight_balancer import LossWeightBalancer
+from keras_multiphase.callbacks.monitor import (
+    TrainingDynamicsMonitor,
+    TrainingDynamicsWarning,
+)
 from keras_multiphase.callbacks.phase_lr import PhaseLR
 from keras_multiphase.callbacks.plateau_lr import PlateauLR
 from keras_multiphase.callbacks.warmup_cosine_restarts import (
@@ -13,5 +17,7 @@ __all__ = [
     "LossWeightBalancer",
     "PhaseLR",
     "PlateauLR",
+    "TrainingDynamicsMonitor",
+    "TrainingDynamicsWarning",
     "WarmupCosineRestarts",
 ]
