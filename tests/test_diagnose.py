@@ -202,9 +202,7 @@ def test_monitor_warns_once_early_and_stops_on_plateau():
             verbose=0,
             callbacks=[monitor],
         )
-    texts = [
-        str(w.message) for w in caught if w.category is km.TrainingDynamicsWarning
-    ]
+    texts = [str(w.message) for w in caught if w.category is km.TrainingDynamicsWarning]
     # Collapse (with the fixed rate) after epoch 2, the first epoch at which
     # it can be told (a drop and an epoch after it), then the plateau.
     assert len(texts) == 2
