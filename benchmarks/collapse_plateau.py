@@ -20,6 +20,14 @@ Runs, on the same data and the same initial weights per seed:
                       its peak is the baseline's 2e-4 (4e-5, 2e-4, 4e-6): not
                       the shipped recipe, shown to separate the recipe's
                       shape from its absolute rates
+  baseline/std        the baseline on standardised data: the raw `level`
+                      input and the `threshold` target z-scored with the
+                      training set's mean and sd (what diagnose() suggests
+                      for a dominant component)
+  multiphase/std      preset("multiphase") on the same standardised data
+
+For the /std runs the threshold loss and MAE are converted back to the
+original units (x sd^2 and x sd), so every column is on one scale.
 
 Printed per run (mean +- sd over seeds): the validation loss before training
 (sum of the three unweighted components, so runs with re-weighted losses are
@@ -58,6 +66,8 @@ RUNS = (
     "multiphase",
     "multiphase+batch",
     "multiphase@2e-4",
+    "baseline/std",
+    "multiphase/std",
 )
 BATCH = 48
 RATE = 2e-4
@@ -75,7 +85,7 @@ def setup(run, x, y, epochs):
         )
     elif run == "keras-plateau":
         callbacks = [keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 2)]
-    elif run == "multiphase":
+    elif run in ("multiphase", "multiphase/std"):
         callbacks = km.preset("multiphase")
     elif run == "multiphase+batch":
         callbacks = km.preset("multiphase", rebuild=lambda batch_size: (x, y))
@@ -90,7 +100,24 @@ def components(logs: dict, prefix: str = "val_") -> dict:
     return {name: np.asarray(logs[f"{prefix}{name}_loss"]) for name in OUTPUTS}
 
 
+def standardise(x, y, xv, yv):
+    """z-scores the raw `level` input column and the threshold target with
+    the training set's statistics; returns the data and the target's sd."""
+    mean, sd = x[:, -1].mean(), x[:, -1].std()
+    t_mean, t_sd = y["threshold"].mean(), y["threshold"].std()
+
+    def apply(x, y):
+        x = x.copy()
+        x[:, -1] = (x[:, -1] - mean) / sd
+        return x, dict(y, threshold=(y["threshold"] - t_mean) / t_sd)
+
+    return (*apply(x, y), *apply(xv, yv), float(t_sd))
+
+
 def one_run(run, seed, x, y, xv, yv, epochs, initial_weights):
+    scale = 1.0
+    if run.endswith("/std"):
+        x, y, xv, yv, scale = standardise(x, y, xv, yv)
     keras.utils.set_random_seed(seed)
     model = make_model(seed)
     model.set_weights(initial_weights)
@@ -106,7 +133,11 @@ def one_run(run, seed, x, y, xv, yv, epochs, initial_weights):
         verbose=0,
     )
     seconds = time.perf_counter() - start
-    logs = history.history
+    logs = dict(history.history)
+    for key in ("val_threshold_loss", "val_threshold_mae"):
+        factor = scale**2 if key.endswith("loss") else scale
+        logs[key] = [value * factor for value in logs[key]]
+    before["threshold_loss"] *= scale**2
     parts = components(logs)
     total = sum(parts.values())
     initial = sum(before[f"{name}_loss"] for name in OUTPUTS)

@@ -50,8 +50,8 @@ def test_documented_run_shows_every_sign_with_its_numbers():
     text = str(report)
     for phrase in (
         "537,177 (epoch 0) to 80 (epoch 1), a 99.99% drop",
-        "6 epoch(s) in a row (epoch 2 to epoch 7)",
-        "80 -> 78, 2.5% in all",
+        "6 epoch(s) (epoch 2 to epoch 7) improved the loss by 2.5% in all "
+        "(80 -> 78), 0.4% per epoch, under the 1.0% threshold",
         "threshold_loss is 70 of the 73.5 total (95.2%",
         "the other component(s) are 0.5 to 3",
         "stayed at 0.0002 for all 8 epoch(s)",

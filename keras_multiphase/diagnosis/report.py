@@ -248,7 +248,10 @@ def analyse(
             points, labels, thresholds.plateau_threshold, thresholds.plateau_patience
         ),
         sg.dominant(
-            components, weights, f"{prefix}{labels[-1]}", thresholds.dominance_share
+            components,
+            weights,
+            ("validation, " if prefix else "") + labels[-1],
+            thresholds.dominance_share,
         ),
         sg.constant_lr(rates, scheduled),
     )
@@ -284,8 +287,8 @@ def diagnose(
       logged loss, which Keras averages over the epoch: a collapse inside
       epoch 0 then shows between epoch 0 and epoch 1.
     - **plateau**: the last `plateau_patience` epochs (or more) after the
-      first each improved the loss by less than `plateau_threshold`
-      (relative).
+      first improved the loss by less than `plateau_threshold` (relative)
+      per epoch on average, counted from the best value in that window.
     - **dominant loss component**: at the last epoch one weighted
       `<output>_loss` is at least `dominance_share` of their sum (weights
       from logged `<output>_loss_weight`, else `loss_weights`, else the

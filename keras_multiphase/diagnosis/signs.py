@@ -108,52 +108,57 @@ def plateau(
     threshold: float,
     patience: int,
 ) -> Sign:
-    """The last `patience` epochs (after the first) each improved < threshold."""
-    gains = [
-        (points[i - 1] - points[i]) / abs(points[i - 1]) if points[i - 1] else 0.0
-        for i in range(2, len(points))
-    ]
-    if len(gains) < patience:
+    """The curve's last epochs (at least `patience`, after the first step)
+    improved the loss by less than `threshold` per epoch on average.
+
+    The window is the longest one ending at the last point whose average
+    relative improvement, `(start - best in window) / start / length`, is
+    under the threshold: noise that makes one epoch jump does not hide a
+    plateau, and one good epoch in a flat stretch does not make one.
+    """
+    if len(points) < patience + 2:
         return Sign(
             PLATEAU,
             None,
             f"needs {patience + 2} points of the loss curve, has {len(points)}",
             {},
         )
-    # The run of sub-threshold epochs that ends the curve.
-    run = 0
-    for gain in reversed(gains):
-        if gain >= threshold:
-            break
-        run += 1
-    first = len(points) - run
-    found = run >= patience
-    if run:
-        begin, end = points[first - 1], points[-1]
-        overall = (begin - end) / abs(begin) if begin else 0.0
-        best_gain = max(gains[-run:])
-        text = (
-            f"{run} epoch(s) in a row ({labels[first]} to {labels[-1]}) each "
-            f"improved the loss by less than {pct(threshold)} (at most "
-            f"{pct(best_gain)}): {fmt(begin)} -> {fmt(end)}, "
-            f"{pct(overall)} in all"
-        )
-    else:
-        begin = end = points[-1]
-        overall = best_gain = gains[-1]
-        text = (
-            f"the last epoch still improved the loss by {pct(gains[-1])} "
-            f"(a plateau is {patience} epochs under {pct(threshold)} each)"
-        )
+
+    def rate(length):
+        begin = points[-length - 1]
+        gain = (begin - min(points[-length:])) / abs(begin) if begin else 0.0
+        return gain, gain / length
+
+    found_length = 0
+    for length in range(patience, len(points) - 1):
+        if rate(length)[1] < threshold:
+            found_length = length
+    length = found_length or patience
+    gain, per_epoch = rate(length)
+    first = len(points) - length
+    begin, end = points[first - 1], min(points[first:])
+    found = bool(found_length)
     numbers = {
-        "epochs": run,
-        "first": labels[first] if run else None,
+        "epochs": found_length,
+        "first": labels[first] if found else None,
         "from_value": begin,
         "to_value": end,
-        "improvement": overall,
-        "best_epoch_improvement": best_gain,
+        "improvement": gain,
+        "per_epoch": per_epoch,
         "threshold": threshold,
     }
+    if found:
+        text = (
+            f"{length} epoch(s) ({labels[first]} to {labels[-1]}) improved the "
+            f"loss by {pct(gain)} in all ({fmt(begin)} -> {fmt(end)}), "
+            f"{pct(per_epoch)} per epoch, under the {pct(threshold)} threshold"
+        )
+    else:
+        text = (
+            f"the last {length} epoch(s) still improved the loss by "
+            f"{pct(per_epoch)} per epoch (a plateau is under {pct(threshold)} "
+            f"for {patience} epochs)"
+        )
     return Sign(PLATEAU, found, text, numbers)
 
 

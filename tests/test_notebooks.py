@@ -1,0 +1,73 @@
+"""The Colab notebooks in examples/notebooks run, headless, at small sizes.
+
+Each notebook's code cells are executed in order in one namespace (what a
+kernel does), with KERAS_MULTIPHASE_SMALL=1 and the `%pip install` cell
+skipped (the package under test is already installed). A notebook that
+raises fails the suite; so does one that no longer matches its `.py` twin.
+"""
+
+import configparser
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "examples" / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build", NOTEBOOKS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_five_notebooks_each_with_its_twin():
+    assert len(PATHS) == 5
+    for path in PATHS:
+        assert path.with_suffix(".py").exists(), path.name
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebook_matches_its_twin_and_opens_in_colab(path):
+    builder = _builder()
+    assert path.read_text() == builder.render(path.with_suffix(".py")), (
+        f"{path.name} is stale: run python examples/notebooks/build.py"
+    )
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    url = config["metadata"]["url"]
+    cells = json.loads(path.read_text())["cells"]
+    colab = url.replace("github.com", "colab.research.google.com/github")
+    assert f"{colab}/blob/main/examples/notebooks/{path.name}" in "".join(
+        cells[0]["source"]
+    )
+    assert "".join(cells[1]["source"]).startswith("%pip install")
+    assert url in "".join(cells[1]["source"])
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebook_runs(path, monkeypatch):
+    monkeypatch.setenv("KERAS_MULTIPHASE_SMALL", "1")
+    cells = json.loads(path.read_text())["cells"]
+    namespace = {"__name__": "__main__"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for index, cell in enumerate(cells):
+            if cell["cell_type"] != "code":
+                continue
+            lines = [
+                line
+                for line in "".join(cell["source"]).splitlines()
+                if not line.lstrip().startswith(("%", "!"))
+            ]
+            code = compile("\n".join(lines), f"{path.name}[cell {index}]", "exec")
+            exec(code, namespace)  # noqa: S102 - running the notebook is the test
+    assert os.environ["KERAS_BACKEND"] == namespace["keras"].backend.backend()
+    assert out.getvalue().strip(), "the notebook printed nothing"
