@@ -20,6 +20,8 @@ import weakref
 import keras
 import numpy as np
 
+from keras_multiphase._distribution import creation_scope
+
 try:  # Keras does not export the saveable base class.
     from keras.src.saving.keras_saveable import KerasSaveable
 except ImportError:  # pragma: no cover
@@ -77,12 +79,13 @@ class StateStore(KerasSaveable):
             return self._vars[key]
         value = np.asarray(value, dtype="float32")
         safe = key.replace("/", "_").replace(".", "_")
-        var = keras.Variable(
-            value,
-            dtype="float32",
-            trainable=False,
-            name=f"keras_multiphase_{safe}",
-        )
+        with creation_scope(self._optimizer()):
+            var = keras.Variable(
+                value,
+                dtype="float32",
+                trainable=False,
+                name=f"keras_multiphase_{safe}",
+            )
         self._optimizer()._track_variable(var)
         self._vars[key] = var
         return var

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras.src.utils import io_utils
 
+from keras_multiphase._distribution import creation_scope
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase._validation import (
     check_choice,
@@ -38,13 +39,28 @@ class _LossWeights(keras.metrics.Metric):
         super().__init__(name="keras_multiphase_loss_weights", **kwargs)
         self.initial = np.asarray(initial, "float64")  # from compile()
         self.weights_vars = [
-            self.add_variable(
-                shape=(),
-                initializer=keras.initializers.Constant(float(w)),
-                name=f"{name}_loss_weight",
-            )
+            self._weight_variable(f"{name}_loss_weight", float(w))
             for name, w in zip(names, initial, strict=True)
         ]
+
+    def _weight_variable(self, name: str, value: float):
+        # Not `add_variable`: metric variables are sync-on-read with SUM
+        # aggregation, so under tf.distribute a callback's assign would be
+        # split between the replicas (each would read value / replicas).
+        # Written once from the callback, read by every replica: on-write,
+        # no aggregation.
+        with keras.name_scope(self.name.replace("/", ">"), caller=self):
+            variable = keras.Variable(
+                initializer=keras.initializers.Constant(value),
+                shape=(),
+                dtype=self.dtype,
+                trainable=False,
+                aggregation="none",
+                synchronization="on_write",
+                name=name,
+            )
+        self._tracker.add_to_store("variables", variable)
+        return variable
 
     def update_state(self, *args, **kwargs):
         pass
@@ -338,7 +354,8 @@ class LossWeightBalancer(keras.callbacks.Callback):
                 1.0 if entry.loss_weights is None else float(entry.loss_weights)
                 for entry in flat
             ]
-            metric = _LossWeights(self._names, initial)
+            with creation_scope(model):
+                metric = _LossWeights(self._names, initial)
             self._initial = metric.initial
             tracker = compile_loss._tracker
             locked = tracker.locked

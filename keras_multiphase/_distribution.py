@@ -1,0 +1,78 @@
+"""Where this package's variables are created under multi-device training.
+
+TensorFlow: a model compiled under `strategy.scope()` keeps its variables as
+`MirroredVariable`s, one copy per replica. The package's own variables
+(schedule state, loss weights) are created from callbacks, outside that
+scope; created there they would be plain variables on one device, read by
+every replica across devices. `creation_scope(obj)` re-enters the strategy
+the model or optimizer was built under, so they are mirrored like the
+model's and a callback's `assign` (cross-replica context) updates every
+copy. JAX's `keras.distribution` gives each new variable the layout of the
+global distribution (replicated under `DataParallel`) with no scope.
+
+PyTorch: Keras has no multi-device API on that backend; a torch.distributed
+process group of more than one process is refused (`check_supported`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+
+def _tf_strategy(obj):
+    for name in ("_distribution_strategy", "_distribute_strategy"):
+        strategy = getattr(obj, name, None)
+        if strategy is not None:
+            return strategy
+    return None
+
+
+def creation_scope(obj):
+    """A context in which to create a variable that `obj` (a model or an
+    optimizer) uses in its train step."""
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    strategy = _tf_strategy(obj)
+    if strategy is None or tf.distribute.has_strategy():
+        return contextlib.nullcontext()
+    return strategy.scope()
+
+
+def replicas(model) -> int:
+    """Number of data-parallel replicas `model` trains on (1 if none)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        strategy = _tf_strategy(model)
+        return int(strategy.num_replicas_in_sync) if strategy is not None else 1
+    if backend == "jax":
+        distribution = keras.distribution.distribution()
+        if distribution is None:
+            return 1
+        mesh = distribution.device_mesh
+        batch_dim = getattr(distribution, "batch_dim_name", None)
+        if batch_dim is None or batch_dim not in mesh.axis_names:
+            return 1
+        return int(mesh.shape[mesh.axis_names.index(batch_dim)])
+    return 1
+
+
+def check_supported(owner: str) -> None:
+    """Raises a ValueError for a setup this package does not support."""
+    if keras.backend.backend() != "torch":
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise ValueError(
+            f"{owner}: multi-process PyTorch training (torch.distributed "
+            f"world size {dist.get_world_size()}) is not supported: Keras 3 "
+            "has no distribution API on the torch backend, and this "
+            "package's state would diverge between processes. Supported on "
+            "torch: one process (CPU or one GPU). For multi-device training "
+            "use the TensorFlow backend with tf.distribute or the JAX "
+            "backend with keras.distribution."
+        )
