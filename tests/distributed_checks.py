@@ -147,8 +147,15 @@ def check_lr(strategy_scope):
         km.WarmupCosineRestarts(first_cycle_steps=3, min_ratio=0.1),
     ]
     log = Weights(["w"])
-    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
-              shuffle=False, callbacks=[*schedule, log])
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        verbose=0,
+        shuffle=False,
+        callbacks=[*schedule, log],
+    )
     expected = km.preview(schedule, epochs=EPOCHS, steps_per_epoch=STEPS)
     rates = np.asarray(expected["learning_rate"]).reshape(EPOCHS, STEPS)
     out["placement"] = placement(model)
@@ -162,8 +169,15 @@ def check_lr(strategy_scope):
     # the rate halves at the end of every epoch.
     plateau = km.PlateauLR(monitor="loss", mode="max", factor=0.5, patience=1)
     log = Weights(["w"])
-    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
-              shuffle=False, callbacks=[plateau, log])
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        verbose=0,
+        shuffle=False,
+        callbacks=[plateau, log],
+    )
     out["plateau_moves"] = [m[0] for m in log.moves()]
     out["plateau_expected"] = [0.1 * STEPS * f for f in (1, 1, 0.5, 0.25)]
     return out
@@ -177,8 +191,15 @@ def check_weights(strategy_scope):
         model = probe(("a", "b"))
     balancer = km.LossWeightBalancer("schedule", schedule=plan, normalize="none")
     log = Weights(["a", "b"])
-    history = model.fit(x, y, batch_size=BATCH, epochs=3, verbose=0,
-                        shuffle=False, callbacks=[balancer, log])
+    history = model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=3,
+        verbose=0,
+        shuffle=False,
+        callbacks=[balancer, log],
+    )
     logs = history.history
     return {
         "placement": placement(model),
@@ -237,6 +258,21 @@ def check_batch(strategy_scope, source):
     }
 
 
+def check_indivisible(strategy_scope):
+    """JAX shards each batch evenly over the devices: 95 samples at batch 32
+    leave a last batch of 31. AdaptiveBatch must say so at train begin."""
+    x = np.ones((95, 1), "float32")
+    with strategy_scope():
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+    adaptive = km.AdaptiveBatch(lambda batch_size: (x, x), {0: 32})
+    try:
+        model.fit(adaptive.data, epochs=1, verbose=0, callbacks=[adaptive])
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def main():
     import contextlib
 
@@ -253,15 +289,15 @@ def main():
     result = {
         "mode": MODE,
         "replicas": (
-            strategy.num_replicas_in_sync
-            if MODE == "tf-mirrored"
-            else len(devices)
+            strategy.num_replicas_in_sync if MODE == "tf-mirrored" else len(devices)
         ),
         "lr": check_lr(strategy_scope),
         "weights": check_weights(strategy_scope),
         "batch_arrays": check_batch(strategy_scope, "arrays"),
         "batch_tf_data": check_batch(strategy_scope, "tf.data"),
     }
+    if MODE.startswith("jax"):
+        result["indivisible"] = check_indivisible(strategy_scope)
     print("RESULT " + json.dumps(result))
 
 

@@ -12,6 +12,7 @@ from keras import ops
 from keras.src.utils import io_utils
 
 from keras_multiphase._composer import FACTOR, read
+from keras_multiphase._distribution import replicas
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -223,6 +224,8 @@ class AdaptiveBatch(LRCallback):
         self.lr_scaling = check_choice("lr_scaling", lr_scaling, LR_SCALING)
         self.grow_on_plateau = None
         self._detector = None
+        self._grow_factor, self._max_batch_size = 1, None
+        self._replicas = 1
         if grow_on_plateau is not None:
             grow = check_mapping_keys(
                 "grow_on_plateau",
@@ -414,12 +417,49 @@ class AdaptiveBatch(LRCallback):
                 "do not pass `steps_per_epoch` to `fit`. Received: "
                 f"steps_per_epoch={epoch_iterator.steps_per_epoch}"
             )
+        self._replicas = replicas(self.model)
+        self._check_shardable()
         self._epoch_iterator = epoch_iterator
         self._progbars = [
             c
             for c in getattr(callbacks, "callbacks", [])
             if isinstance(c, keras.callbacks.ProgbarLogger)
         ]
+
+    def _check_shardable(self) -> None:
+        """JAX `DataParallel` splits every batch evenly over its devices:
+        refuse batch sizes (and, for arrays, last partial batches) that do
+        not divide, here rather than as a sharding error inside the step.
+        tf.distribute splits uneven batches itself."""
+        count = self._replicas
+        if count <= 1 or keras.backend.backend() != "jax":
+            return
+        sizes = sorted(set(self.schedule.values()))
+        samples = None
+        source = self._source()
+        if source.kind == "arrays":
+            samples = source.samples
+        for size in sizes:
+            if size % count:
+                raise ValueError(
+                    f"AdaptiveBatch: batch size {size} in `schedule` is the "
+                    f"global batch and must be divisible by the {count} "
+                    "data-parallel devices of keras.distribution. Received: "
+                    f"schedule={self.schedule!r}"
+                )
+            if samples is not None and (samples % size) % count:
+                raise ValueError(
+                    f"AdaptiveBatch: {samples} samples at batch size {size} "
+                    f"leave a last batch of {samples % size}, which the "
+                    f"{count} data-parallel devices cannot split evenly. Use "
+                    f"a number of samples divisible by {count}."
+                )
+        if self._max_batch_size and self._max_batch_size % count:
+            raise ValueError(
+                "AdaptiveBatch: `grow_on_plateau.max_batch_size` must be "
+                f"divisible by the {count} data-parallel devices. Received: "
+                f"max_batch_size={self._max_batch_size}"
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)  # syncs the JAX state

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras.src.utils import io_utils
 
-from keras_multiphase._distribution import creation_scope
+from keras_multiphase._distribution import check_supported, creation_scope
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase._validation import (
     check_choice,
@@ -400,6 +400,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
 
     # -- Keras hooks ---------------------------------------------------------
     def on_train_begin(self, logs=None):
+        check_supported("LossWeightBalancer")
         model = self.model
         compile_loss = getattr(model, "_compile_loss", None)
         if compile_loss is None:

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_multiphase._composer import FACTOR, composer_for, release
+from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
 
 
@@ -104,6 +105,7 @@ class LRCallback(keras.callbacks.Callback):
 
     # -- Keras hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
+        check_supported(type(self).__name__)
         model = self._ensure_attached()
         self._composer.prepare(model)
 
