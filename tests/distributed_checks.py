@@ -32,7 +32,7 @@ import sys
 MODE = sys.argv[1] if len(sys.argv) > 1 else "tf-mirrored"
 REPLICAS = 2
 
-if MODE.startswith("tf"):
+if MODE == "tf-mirrored":
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow as tf
 
@@ -40,6 +40,11 @@ if MODE.startswith("tf"):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * REPLICAS
     )
+elif MODE == "tf-multiworker":
+    # One replica per process; TF_CONFIG (set by the caller) names the
+    # other worker on localhost.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
 elif MODE.startswith("jax"):
     os.environ["KERAS_BACKEND"] = "jax"
     os.environ["XLA_FLAGS"] = (
@@ -92,7 +97,7 @@ def placement(model) -> dict:
     ours = [v for v in model.metrics_variables if "loss_weight" in v.path]
     for variable in [*model.weights, *model.optimizer.variables, *ours]:
         value = variable.value
-        if MODE == "tf-mirrored":
+        if MODE.startswith("tf"):
             count = len(getattr(value, "values", [value]))
         else:
             count = len(value.sharding.device_set)
@@ -280,6 +285,9 @@ def main():
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices)
         strategy_scope = strategy.scope
+    elif MODE == "tf-multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy_scope = strategy.scope
     else:
         devices = keras.distribution.list_devices("cpu")
         keras.distribution.set_distribution(
@@ -289,7 +297,7 @@ def main():
     result = {
         "mode": MODE,
         "replicas": (
-            strategy.num_replicas_in_sync if MODE == "tf-mirrored" else len(devices)
+            strategy.num_replicas_in_sync if MODE.startswith("tf") else len(devices)
         ),
         "lr": check_lr(strategy_scope),
         "weights": check_weights(strategy_scope),

@@ -147,6 +147,10 @@ class AdaptiveData(keras.utils.PyDataset):
         return self._owner._source().length
 
     def __getitem__(self, index):
+        if not self._owner._shardable_checked:
+            # JAX `fit` takes a first batch (to build the model) before any
+            # callback hook runs: check here that devices can split them.
+            self._owner._check_shardable(replicas(None))
         return self._owner._source()[index]
 
 
@@ -225,7 +229,7 @@ class AdaptiveBatch(LRCallback):
         self.grow_on_plateau = None
         self._detector = None
         self._grow_factor, self._max_batch_size = 1, None
-        self._replicas = 1
+        self._shardable_checked = False
         if grow_on_plateau is not None:
             grow = check_mapping_keys(
                 "grow_on_plateau",
@@ -417,8 +421,7 @@ class AdaptiveBatch(LRCallback):
                 "do not pass `steps_per_epoch` to `fit`. Received: "
                 f"steps_per_epoch={epoch_iterator.steps_per_epoch}"
             )
-        self._replicas = replicas(self.model)
-        self._check_shardable()
+        self._check_shardable(replicas(self.model))
         self._epoch_iterator = epoch_iterator
         self._progbars = [
             c
@@ -426,12 +429,12 @@ class AdaptiveBatch(LRCallback):
             if isinstance(c, keras.callbacks.ProgbarLogger)
         ]
 
-    def _check_shardable(self) -> None:
+    def _check_shardable(self, count: int) -> None:
         """JAX `DataParallel` splits every batch evenly over its devices:
         refuse batch sizes (and, for arrays, last partial batches) that do
         not divide, here rather than as a sharding error inside the step.
         tf.distribute splits uneven batches itself."""
-        count = self._replicas
+        self._shardable_checked = True
         if count <= 1 or keras.backend.backend() != "jax":
             return
         sizes = sorted(set(self.schedule.values()))
