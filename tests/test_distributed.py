@@ -120,3 +120,22 @@ def test_torch_multi_process_training_is_refused(monkeypatch):
             callback.on_train_begin()
     monkeypatch.setattr(dist, "get_world_size", lambda group=None: 1)
     callbacks[0].on_train_begin()  # one process: accepted
+
+
+def test_example_script_runs_on_this_backend():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(os.path.dirname(HERE), "examples", "distributed.py"),
+            "--epochs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, KERAS_BACKEND=BACKEND),
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    replicas = 1 if BACKEND == "torch" else 2
+    assert f"backend {BACKEND}: {replicas} replica(s)" in proc.stdout
+    assert "epoch  1  batch  64" in proc.stdout
