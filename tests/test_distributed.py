@@ -138,4 +138,4 @@ def test_example_script_runs_on_this_backend():
     assert proc.returncode == 0, proc.stderr[-5000:]
     replicas = 1 if BACKEND == "torch" else 2
     assert f"backend {BACKEND}: {replicas} replica(s)" in proc.stdout
-    assert "epoch  1  batch  64" in proc.stdout
+    assert "epoch  1  batch  32" in proc.stdout  # 2 epochs: 64, then 32
