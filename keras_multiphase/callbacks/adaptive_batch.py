@@ -109,9 +109,18 @@ class _Source:
             return batch if len(batch) > 1 else batch[0]
         # tf.data is sequential. `fit` asks for each index of the epoch once,
         # in an order of its own (it shuffles batches): serve the next batch.
+        # Keras also peeks at batches before the first epoch (the output
+        # signature; under tf.distribute a whole prefetching pass to build
+        # the model), which can run past the end: start over rather than
+        # raise StopIteration inside tf.data's generator (a logged
+        # traceback). Each epoch starts afresh in `new_epoch`.
         if self._iterator is None:
             self._iterator = iter(self.data)
-        batch = next(self._iterator)
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._iterator = iter(self.data)
+            batch = next(self._iterator)
         return keras.tree.map_structure(lambda t: np.asarray(t), batch)
 
 
