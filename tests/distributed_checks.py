@@ -56,7 +56,6 @@ else:
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
 
 import keras_multiphase as km  # noqa: E402
 
@@ -230,14 +229,10 @@ def check_batch(strategy_scope, source):
         data = tf.data.Dataset.from_tensor_slices((x, y))
         return data.shuffle(N, seed=1).batch(batch_size)
 
+    from test_adaptive_batch import counting_model  # this folder; after the split
+
     with strategy_scope():
-        emb = keras.layers.Embedding(N, 1, embeddings_initializer="zeros")
-        inputs = keras.Input((1,), dtype="int32")
-        model = keras.Model(inputs, keras.layers.Flatten()(emb(inputs)))
-        model.compile(
-            optimizer=keras.optimizers.SGD(1.0),
-            loss=lambda y_true, y_pred: ops.sum(y_pred),
-        )
+        model, emb = counting_model()
     adaptive = km.AdaptiveBatch(rebuild, {0: 32, 1: 16, 2: 8})
 
     class Rows(keras.callbacks.Callback):
