@@ -61,8 +61,8 @@ for epoch in range(epochs):
     print(f"epoch {epoch}: lr {first:.2e} -> {last:.2e}")
 
 # %%
-if not SMALL:  # a plot needs matplotlib (pip install "keras-multiphase[plot]")
-    km.plot_schedule(str(path), epochs=epochs, steps_per_epoch=steps)
+# The same table as a plot (matplotlib: pip install "keras-multiphase[plot]").
+figure = km.plot_schedule(table, title="two_phase.yaml")
 
 # %% [markdown]
 # Train with it. The preview is exactly what training applies.
