@@ -63,7 +63,7 @@ def check_mapping_keys(name: str, value, allowed, example: str) -> dict:
     if unknown:
         raise ValueError(
             f"Argument `{name}` has unknown key(s) {unknown}. "
-            f"Allowed keys: {list(allowed)}."
+            f"Allowed keys: {list(allowed)}. Received: {name}={dict(value)!r}"
         )
     return dict(value)
 

@@ -36,17 +36,7 @@ PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
 
 def _normalize_phase(i: int, phase, last: bool) -> dict:
     where = f"phases[{i}]"
-    if not isinstance(phase, Mapping):
-        raise ValueError(
-            f"Argument `{where}` must be a mapping such as "
-            f"{{'lr': 1e-5, 'epochs': 2}}. Received: {where}={phase!r}"
-        )
-    unknown = sorted(set(phase) - set(PHASE_KEYS))
-    if unknown:
-        raise ValueError(
-            f"Argument `{where}` has unknown key(s) {unknown}. Allowed keys: "
-            f"{list(PHASE_KEYS)}. Received: {where}={dict(phase)!r}"
-        )
+    phase = check_mapping_keys(where, phase, PHASE_KEYS, "{'lr': 1e-5, 'epochs': 2}")
     if "lr" not in phase:
         raise ValueError(
             f"Argument `{where}` must give its learning rate as `lr`. "
