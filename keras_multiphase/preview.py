@@ -22,13 +22,15 @@ def preview(
     Evaluates the composed rate of the callbacks' schedule functions (the
     ones the train step uses) at every step of `epochs * steps_per_epoch`,
     assuming no plateau triggers. `base_lr` is the optimizer's rate, used
-    when there is no PhaseLR. With AdaptiveBatch the batch size of each
+    when there is no PhaseLR, and stands for the peak of
+    `peak_lr: auto` (found by a range test only when training starts). With AdaptiveBatch the batch size of each
     step is reported, but `steps_per_epoch` stays fixed.
 
     Example:
 
-    >>> schedule = preview("multiphase", epochs=10, steps_per_epoch=5)
-    >>> float(schedule["learning_rate"].max()) <= 5e-5 * (1 + 1e-6)
+    >>> schedule = preview("multiphase", epochs=10, steps_per_epoch=5,
+    ...                    base_lr=1e-3)
+    >>> float(schedule["learning_rate"].max()) <= 1e-3 * (1 + 1e-6)
     True
 
     Args:
@@ -83,6 +85,9 @@ def preview(
         }
     composer = lr_callbacks[0]._composer
     composer.prepare(model)
+    for callback in lr_callbacks:
+        if hasattr(callback, "assume_peak"):
+            callback.assume_peak(base_lr)
     rate = np.asarray(composer.evaluate(steps), "float64")
     phase = np.asarray(composer.phase_at(steps.astype("float32"), numpy_ops), "int64")
     provider = composer.phase_provider

@@ -16,6 +16,7 @@ from keras_multiphase._validation import (
     check_choice,
     check_int,
     check_mapping_keys,
+    check_number,
     check_positive,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
@@ -30,19 +31,44 @@ from keras_multiphase.schedules.phase_schedule import (
 )
 
 LENGTH_KEYS = ("epochs", "steps", "fraction")
-PHASE_KEYS = ("name", "lr", *LENGTH_KEYS, "transition", "transition_steps", "plateau")
+PHASE_KEYS = (
+    "name",
+    "lr",
+    "ratio",
+    *LENGTH_KEYS,
+    "transition",
+    "transition_steps",
+    "plateau",
+)
 PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
+RANGE_TEST_KEYS = (
+    "start_lr",
+    "end_lr",
+    "num_steps",
+    "suggestion",
+    "diverge_threshold",
+    "seed",
+)
+AUTO = "auto"
 
 
-def _normalize_phase(i: int, phase, last: bool) -> dict:
+def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
     where = f"phases[{i}]"
     phase = check_mapping_keys(where, phase, PHASE_KEYS, "{'lr': 1e-5, 'epochs': 2}")
-    if "lr" not in phase:
+    if ("lr" in phase) == ("ratio" in phase):
         raise ValueError(
-            f"Argument `{where}` must give its learning rate as `lr`. "
+            f"Argument `{where}` must give its learning rate as exactly one of "
+            "`lr` (a rate) or `ratio` (a multiple of `peak_lr`). "
             f"Received: {where}={dict(phase)!r}"
         )
-    lr = check_positive(f"{where}.lr", phase["lr"])
+    if "ratio" in phase and not relative:
+        raise ValueError(
+            f"Argument `{where}.ratio` is a multiple of `peak_lr`, but PhaseLR "
+            "has no `peak_lr`. Pass peak_lr=<rate> or peak_lr='auto', or give "
+            f"`lr`. Received: {where}={dict(phase)!r}"
+        )
+    key = "lr" if "lr" in phase else "ratio"
+    lr = check_positive(f"{where}.{key}", phase[key])
     given = [k for k in LENGTH_KEYS if phase.get(k) is not None]
     if len(given) > 1:
         raise ValueError(
@@ -56,7 +82,7 @@ def _normalize_phase(i: int, phase, last: bool) -> dict:
             "a `plateau` that ends it; only the last phase may omit both. "
             f"Received: {where}={dict(phase)!r}"
         )
-    out = {"name": phase.get("name", f"phase_{i}"), "lr": lr}
+    out = {"name": phase.get("name", f"phase_{i}"), key: lr}
     if not isinstance(out["name"], str) or not out["name"]:
         raise ValueError(
             f"Argument `{where}.name` must be a non-empty str. "
@@ -96,7 +122,7 @@ def _normalize_phase(i: int, phase, last: bool) -> dict:
     return out
 
 
-def _validate_phases(phases) -> list[dict]:
+def _validate_phases(phases, relative: bool) -> list[dict]:
     if isinstance(phases, (str, bytes)) or not isinstance(phases, Sequence):
         raise ValueError(
             "Argument `phases` must be a list of mappings such as "
@@ -108,7 +134,10 @@ def _validate_phases(phases) -> list[dict]:
             f"Argument `phases` must hold at least one phase. "
             f"Received: phases={phases!r}"
         )
-    out = [_normalize_phase(i, p, i == len(phases) - 1) for i, p in enumerate(phases)]
+    out = [
+        _normalize_phase(i, p, i == len(phases) - 1, relative)
+        for i, p in enumerate(phases)
+    ]
     names = [p["name"] for p in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -154,6 +183,17 @@ class PhaseLR(LRCallback):
     warning) and restores it at the end. Logs `learning_rate` (the rate at
     the epoch's first step) and `phase` (its index) for each epoch.
 
+    A recipe can be written free of scale: with `peak_lr`, a phase may give
+    `ratio` (a multiple of the peak) instead of `lr`. `peak_lr="auto"` finds
+    the peak with a learning-rate range test (`keras_multiphase.find_lr`) on
+    the training data when training starts, with the model left as it was;
+    the value is logged as `peak_lr` and kept in the optimizer's state, so a
+    run resumed with `BackupAndRestore` or `initial_epoch` reuses it instead
+    of testing again. When the test is inconclusive (the loss never fell,
+    never diverged, or was NaN at once) or the data cannot be re-read (a
+    generator), the peak falls back to the optimizer's own rate, with a
+    warning that says why.
+
     Example:
 
     >>> import numpy as np
@@ -170,23 +210,67 @@ class PhaseLR(LRCallback):
     >>> history.history["phase"]
     [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
 
+    The same shape relative to a peak found by a range test:
+
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> phase_lr = PhaseLR(peak_lr="auto", phases=[
+    ...     {"name": "controlled", "ratio": 0.2, "fraction": 0.2},
+    ...     {"name": "aggressive", "ratio": 1.0, "fraction": 0.6},
+    ...     {"name": "fine-tune", "ratio": 0.02},
+    ... ])
+    >>> history = model.fit(np.ones((32, 4)), np.ones((32, 1)), epochs=2,
+    ...                     batch_size=8, callbacks=[phase_lr], verbose=0)
+    >>> history.history["peak_lr"][0] > 0
+    True
+
     Args:
-        phases: List of mappings. Keys: `lr` (float > 0, required); one of
+        phases: List of mappings. Keys: `lr` (float > 0) or, with
+            `peak_lr`, `ratio` (float > 0, the rate as a multiple of the
+            peak): exactly one is required; one of
             `epochs` (float), `steps` (int) or `fraction` (float in (0, 1]);
             `name` (str, default `"phase_<i>"`); `transition` (`"step"`,
             `"linear"` or `"cosine"`, default `"step"`); `transition_steps`
             (int, default 0, or `"phase"`: the whole phase); `plateau`
             (mapping with `monitor`, `patience`, `min_delta`, `mode`,
             `min_delta_mode`).
-        verbose: Int. 1 prints a line when a plateau ends a phase.
+        peak_lr: Optional float > 0 or `"auto"`. The rate that `ratio`
+            multiplies; `"auto"` runs a range test at train begin.
+        range_test: Optional mapping of `find_lr` arguments for
+            `peak_lr="auto"`: `start_lr`, `end_lr`, `num_steps`,
+            `suggestion`, `diverge_threshold`, `seed`.
+        verbose: Int. 1 prints a line when a plateau ends a phase and the
+            range test's result.
     """
 
     lr_role = BASE
 
-    def __init__(self, phases: Sequence[Mapping], verbose: int = 0):
+    def __init__(
+        self,
+        phases: Sequence[Mapping],
+        peak_lr: float | str | None = None,
+        range_test: Mapping | None = None,
+        verbose: int = 0,
+    ):
         super().__init__()
-        self.phases = _validate_phases(phases)
+        if peak_lr is not None and peak_lr != AUTO:
+            peak_lr = check_number("peak_lr", peak_lr, "a number > 0, 'auto' or None")
+            peak_lr = check_positive("peak_lr", peak_lr)
+        self.peak_lr = peak_lr
+        self.range_test = check_mapping_keys(
+            "range_test",
+            range_test or {},
+            RANGE_TEST_KEYS,
+            "{'num_steps': 100, 'suggestion': 'steep'}",
+        )
+        if self.range_test and peak_lr != AUTO:
+            raise ValueError(
+                "Argument `range_test` is used only with peak_lr='auto'. "
+                f"Received: peak_lr={peak_lr!r}, range_test={self.range_test!r}"
+            )
+        self.phases = _validate_phases(phases, relative=peak_lr is not None)
         self.verbose = check_int("verbose", verbose)
+        self._peak_var = None
+        self.range_test_result = None
         self._detectors = {
             i: PlateauDetector(owner="PhaseLR", **p["plateau"])
             for i, p in enumerate(self.phases)
@@ -203,9 +287,32 @@ class PhaseLR(LRCallback):
 
     @property
     def rates(self) -> list[float]:
-        return [p["lr"] for p in self.phases]
+        """Each phase's rate; a `ratio` phase's needs the peak in effect."""
+        peak = self.current_peak_lr() if self.peak_lr is not None else None
+        return [p["lr"] if "lr" in p else p["ratio"] * peak for p in self.phases]
+
+    def current_peak_lr(self) -> float | None:
+        """The peak in effect: `peak_lr`, or the one the range test found
+        (None before it ran)."""
+        if self.peak_lr is None:
+            return None
+        if self._peak_var is not None:
+            value = float(self._peak_var.numpy())
+            return value if value > 0 else None
+        return None if self.peak_lr == AUTO else float(self.peak_lr)
+
+    def _phase_rates(self, xp):
+        """Each phase's rate for evaluator `xp`; ratios times the peak."""
+        if self.peak_lr is None:
+            return [p["lr"] for p in self.phases]
+        peak = read(self._peak_var, xp)
+        return [p["lr"] if "lr" in p else p["ratio"] * peak for p in self.phases]
 
     def _create_state(self, store) -> None:
+        if self.peak_lr is not None:
+            # 0 = not found yet; a resumed run finds the value it used.
+            initial = 0.0 if self.peak_lr == AUTO else self.peak_lr
+            self._peak_var = store.variable(f"{self._key}.peak_lr", initial)
         n = len(self.phases) - 1
         self._end_var = store.variable(f"{self._key}.end_override", [-1.0] * n)
         for i, detector in self._detectors.items():
@@ -257,6 +364,61 @@ class PhaseLR(LRCallback):
         super().on_train_begin(logs)
         for detector in self._detectors.values():
             detector.decide_mode(self.model)
+        if self.peak_lr == AUTO and not float(self._peak_var.numpy()) > 0:
+            self._peak_var.assign(self._find_peak())
+            # The composer retraces only when its signature changes.
+            self._composer.prepare(self.model)
+
+    def assume_peak(self, value: float) -> None:
+        """Sets the peak of `peak_lr="auto"` without a range test (used by
+        `preview`, which has no data)."""
+        if self.peak_lr == AUTO and not float(self._peak_var.numpy()) > 0:
+            self._peak_var.assign(float(value))
+
+    def _fallback_rate(self) -> float:
+        step = np.float32(self._iterations)
+        return float(self._composer.original_rate(step, numpy_ops))
+
+    def _find_peak(self) -> float:
+        from keras_multiphase import _keras_internals
+        from keras_multiphase.lr_finder import find_lr
+        from keras_multiphase.lr_finder.data import kind
+
+        fallback = self._fallback_rate()
+        arguments = _keras_internals.fit_arguments()
+        why = None
+        if arguments is None:
+            why = "the training data of the running `fit` could not be found"
+        elif kind(arguments["x"]) == "iterator":
+            why = (
+                "the training data is a one-shot iterator or generator, which "
+                "a range test would consume"
+            )
+        if why is None:
+            verbose = int((self.params or {}).get("verbose", 0) == 1)
+            result = find_lr(
+                self.model,
+                arguments["x"],
+                arguments["y"],
+                sample_weight=arguments["sample_weight"],
+                batch_size=arguments["batch_size"],
+                verbose=verbose,
+                **self.range_test,
+            )
+            self.range_test_result = result
+            if result.conclusive:
+                if self.verbose:
+                    io_utils.print_msg(
+                        f"PhaseLR: peak_lr = {result.suggestion:.3g} ({result})"
+                    )
+                return result.suggestion
+            why = f"the range test was inconclusive ({result.status}, {result.reason})"
+        warnings.warn(
+            f"PhaseLR(peak_lr='auto'): {why}. Using the optimizer's own rate, "
+            f"{fallback:.3g}, as the peak.",
+            stacklevel=2,
+        )
+        return fallback
 
     def _epochs_at(self, step: float, steps) -> float:
         """Inverse of `epochs_to_steps` (in epochs, as a float)."""
@@ -281,7 +443,7 @@ class PhaseLR(LRCallback):
 
     def trace_signature(self):
         return (
-            tuple(self.rates),
+            tuple(p.get("lr", p.get("ratio")) for p in self.phases),
             tuple(self._lengths or ()),
             tuple(p["transition"] for p in self.phases),
             tuple(self._transition_steps or ()),
@@ -294,7 +456,7 @@ class PhaseLR(LRCallback):
     def base_rate(self, step, xp=ops):
         return phase_rate(
             step,
-            self.rates,
+            self._phase_rates(xp),
             self._lengths,
             [p["transition"] for p in self.phases],
             self._transition_steps,
@@ -321,6 +483,8 @@ class PhaseLR(LRCallback):
 
     # -- epoch level -----------------------------------------------------
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:
+        if self.peak_lr is not None:
+            logs["peak_lr"] = self.current_peak_lr()
         if not self._detectors:
             return
         step = self._iterations
@@ -339,4 +503,9 @@ class PhaseLR(LRCallback):
             )
 
     def get_config(self) -> dict:
-        return {"phases": [dict(p) for p in self.phases], "verbose": self.verbose}
+        return {
+            "phases": [dict(p) for p in self.phases],
+            "peak_lr": self.peak_lr,
+            "range_test": dict(self.range_test) or None,
+            "verbose": self.verbose,
+        }

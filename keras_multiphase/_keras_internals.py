@@ -1,0 +1,57 @@
+"""Private Keras API used by this package's newer parts, in one place.
+
+Each function says why no public API serves and the Keras versions it was
+checked on (3.8.0 and 3.15.1 unless said). Older modules still touch some
+internals directly (`_composer.py`, `_state.py`, `adaptive_batch.py`,
+`loss_weight_balancer.py`); moving them here is issue 12's seam.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+def learning_rate_object(optimizer):
+    """The optimizer's rate as stored: a float `Variable` or a schedule.
+
+    Public `optimizer.learning_rate` evaluates a schedule at the current
+    step and so cannot tell which of the two the optimizer holds.
+    """
+    return optimizer._learning_rate
+
+
+def set_learning_rate_object(optimizer, value) -> None:
+    """Puts back a rate object read with `learning_rate_object`.
+
+    The public setter accepts a schedule, but assigning a float `Variable`
+    back over a schedule makes it call `.assign` on the schedule.
+    """
+    object.__setattr__(optimizer, "_learning_rate", value)
+
+
+def fit_arguments() -> dict | None:
+    """The data arguments of the `model.fit` call that is running.
+
+    Callbacks are not given the training data. `fit`'s own local variables
+    (`x`, `y`, `sample_weight`, `batch_size`: public argument names, found
+    in the frame of the running `fit`, after its `validation_split`) are
+    the only way to reach it from `on_train_begin`. Returns None when no
+    running `fit` is found (the callback was called by hand).
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            names = frame.f_locals
+            if (
+                frame.f_code.co_name == "fit"
+                and "epoch_iterator" in names
+                and "x" in names
+            ):
+                return {
+                    key: names.get(key)
+                    for key in ("x", "y", "sample_weight", "batch_size")
+                }
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
