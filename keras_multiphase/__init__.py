@@ -15,6 +15,8 @@ from keras_multiphase.callbacks import (
     WarmupCosineRestarts,
 )
 from keras_multiphase.diagnosis import DiagnosisReport, diagnose
+from keras_multiphase.lr_finder import LRFinderResult, find_lr
+from keras_multiphase.output_scaling import ScaledOutputs, scale_outputs
 from keras_multiphase.preset import PresetError, preset, preset_to_yaml, presets
 from keras_multiphase.preview import plot_schedule, preview
 from keras_multiphase.schedules import (
@@ -27,19 +29,23 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveBatch",
     "DiagnosisReport",
+    "LRFinderResult",
     "LossWeightBalancer",
     "PhaseLR",
     "PhaseSchedule",
     "PresetError",
     "PlateauLR",
+    "ScaledOutputs",
     "TrainingDynamicsMonitor",
     "TrainingDynamicsWarning",
     "WarmupCosineRestarts",
     "WarmupCosineRestartsSchedule",
     "diagnose",
+    "find_lr",
     "preset",
     "preset_to_yaml",
     "presets",
+    "scale_outputs",
     "preview",
     "plot_schedule",
 ]

@@ -23,8 +23,9 @@ def preview(
     ones the train step uses) at every step of `epochs * steps_per_epoch`,
     assuming no plateau triggers. `base_lr` is the optimizer's rate, used
     when there is no PhaseLR, and stands for the peak of
-    `peak_lr: auto` (found by a range test only when training starts). With AdaptiveBatch the batch size of each
-    step is reported, but `steps_per_epoch` stays fixed.
+    `peak_lr: auto` (found by a range test only when training starts).
+    With AdaptiveBatch the batch size of each step is reported, but
+    `steps_per_epoch` stays fixed.
 
     Example:
 

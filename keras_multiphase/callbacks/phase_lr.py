@@ -260,7 +260,7 @@ class PhaseLR(LRCallback):
             "range_test",
             range_test or {},
             RANGE_TEST_KEYS,
-            "{'num_steps': 100, 'suggestion': 'steep'}",
+            "{'num_steps': 100, 'suggestion': 'blend'}",
         )
         if self.range_test and peak_lr != AUTO:
             raise ValueError(

@@ -72,7 +72,7 @@ class LRFinderResult:
     def conclusive(self) -> bool:
         return self.status == OK
 
-    def suggest(self, rule: str = "steep") -> float | None:
+    def suggest(self, rule: str = "blend") -> float | None:
         """The suggestion of another `rule` on the same sweep (None when the
         sweep is inconclusive)."""
         check_choice("rule", rule, suggestions.SUGGESTIONS)
@@ -242,7 +242,7 @@ def find_lr(
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     num_steps: int = 100,
-    suggestion: str = "steep",
+    suggestion: str = "blend",
     diverge_threshold: float = 4.0,
     seed: int = 0,
     verbose: int = 1,
@@ -260,10 +260,13 @@ def find_lr(
     initial state).
 
     The suggestion is read from the loss smoothed without lag
-    (`suggestions.smooth`); the default rule, `"steep"`, takes the steepest
-    fall of log-loss per log-rate, looking only where the loss really falls
-    (so a noisy dip before the fall is never chosen). `"valley"` and
-    `"minimum"` are fastai's rules. A sweep that proves nothing says so:
+    (`suggestions.smooth`). `"steep"` takes the steepest fall of log-loss
+    per log-rate, looking only where the loss really falls (so a noisy dip
+    before the fall is never chosen); `"minimum"` is a tenth of the rate at
+    the lowest loss; the default, `"blend"`, is their geometric mean, which
+    varies less from sweep to sweep than either (measured on the benchmark
+    problems: see benchmarks/README.md). `"valley"` is fastai's rule. A
+    sweep that proves nothing says so:
     `result.status` is `"nan_at_once"`, `"never_fell"`, `"never_diverged"`
     or `"data_ended"`, `result.reason` gives the numbers, and
     `result.suggestion` is None.
@@ -292,7 +295,7 @@ def find_lr(
         start_lr: Float > 0. First rate of the sweep.
         end_lr: Float > start_lr. Last rate of the sweep.
         num_steps: Int >= 10. Steps of the whole sweep.
-        suggestion: Str. `"steep"`, `"valley"` or `"minimum"`.
+        suggestion: Str. `"blend"`, `"steep"`, `"minimum"` or `"valley"`.
         diverge_threshold: Float > 1. Stop when the smoothed loss exceeds
             its best by this factor.
         seed: Int. Shuffling of array data.

@@ -3,9 +3,10 @@
 Each takes the swept `rates` and the (smoothed) `losses` of one sweep, both
 1-D NumPy arrays of the same length, and returns an index into them. The
 rules follow fastai's `lr_find` suggestions (`valley`, `steep`, `minimum`)
-and Lightning's `suggestion()`. `smooth` and `descent` are what makes them
-robust to batch noise: the curve is smoothed without lag, and `steep` only
-looks inside the part of the curve where the loss really falls.
+and Lightning's `suggestion()`; `blend` combines two of them. `smooth` and
+`descent` are what makes them robust to batch noise: the curve is smoothed
+without lag, and `steep` only looks inside the part of the curve where the
+loss really falls.
 """
 
 from __future__ import annotations
@@ -104,4 +105,17 @@ def valley(rates: np.ndarray, losses: np.ndarray) -> int:
     return max_start + int(sections) + int(sections / 2)
 
 
-SUGGESTIONS = {"steep": steep, "valley": valley, "minimum": minimum}
+def _closest(rates: np.ndarray, target: float) -> int:
+    return int(np.argmin(np.abs(np.log(np.asarray(rates, "float64") / target))))
+
+
+def blend(rates: np.ndarray, losses: np.ndarray) -> int:
+    """The geometric mean of `steep` and `minimum`: two estimates of a good
+    rate with independent noise (the onset of the fall, a tenth of the
+    edge), so their mean varies less from sweep to sweep than either."""
+    rates = np.asarray(rates, "float64")
+    target = np.sqrt(rates[steep(rates, losses)] * rates[minimum(rates, losses)])
+    return _closest(rates, target)
+
+
+SUGGESTIONS = {"blend": blend, "steep": steep, "minimum": minimum, "valley": valley}

@@ -1,0 +1,292 @@
+"""Does the one-liner cure collapse-then-plateau? The benchmark suite.
+
+Four problems (`benchmarks/problems.py`), each with one dominant
+unnormalised regression head and small heads, 3 seeds, 30 epochs, batch 48,
+AdamW. Every run of a seed starts from the same initial weights. Runs:
+
+  baseline           AdamW 2e-4 constant, equal loss weights
+  keras-cosine       Keras's CosineDecay with a one-epoch warmup to 2e-4
+  keras-plateau      2e-4 with Keras's ReduceLROnPlateau(val_loss, 0.5, 2)
+  multiphase         callbacks=preset("multiphase"): the default users get
+                     (peak from a range test at train begin)
+  multiphase+dwa     the same with balance="dwa" (Dynamic Weight Average)
+  multiphase+magnitude  ... with balance="magnitude" (equal contributions)
+  multiphase@5e-5    preset("multiphase", peak_lr=5e-5): the documented
+                     absolute recipe, 1e-5 / 5e-5 / 1e-6
+  constant@peak      AdamW at the range test's rate, constant, no callbacks
+  multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
+                     inputs, predictions in original units) + the preset
+
+Reported per problem, mean +- sd over seeds: the total validation loss (the
+sum of the unweighted component losses, in original units, so runs with
+other loss weights compare), each component's loss, each head's metric
+(MAE in original units or accuracy), the peak the range test found, and the
+problems `keras_multiphase.diagnose` finds. A verdict line checks the
+issue's bar for the default preset: total and dominant-head error below the
+baseline's mean, no small head worse than the baseline's mean by more than
+one baseline sd.
+
+    KERAS_BACKEND=jax python benchmarks/suite.py [--seeds 3] [--epochs 30]
+        [--problems collapse cancer finetune noisy] [--runs ...]
+        [--json results.json] [--out benchmarks/suite.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+import warnings
+
+import keras
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from problems import BATCH, PROBLEMS  # noqa: E402
+
+import keras_multiphase as km  # noqa: E402
+
+RUNS = (
+    "baseline",
+    "keras-cosine",
+    "keras-plateau",
+    "multiphase",
+    "multiphase+dwa",
+    "multiphase+magnitude",
+    "multiphase@5e-5",
+    "constant@peak",
+    "multiphase+scaling",
+)
+RATE = 2e-4
+
+
+def _steps(x):
+    return int(np.ceil(len(x) / BATCH))
+
+
+def setup(run, problem, model, x, y, epochs):
+    """(model, optimizer, callbacks, loss_weights, peak) for one run."""
+    callbacks, weights, peak = [], None, None
+    rate = RATE
+    if run == "keras-cosine":
+        steps = _steps(x)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, (epochs - 1) * steps, warmup_target=RATE, warmup_steps=steps
+        )
+    elif run == "keras-plateau":
+        callbacks = [keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 2)]
+    elif run.startswith("multiphase"):
+        overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
+        if run in ("multiphase+dwa", "multiphase+magnitude"):
+            overrides = {"balance": run.split("+")[1]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            callbacks = km.preset("multiphase", **overrides)
+        if run == "multiphase+scaling":
+            scaled = km.scale_outputs(model, y, x=x)
+            model, weights = scaled.model, scaled.loss_weights
+    elif run == "constant@peak":
+        model.compile(optimizer=keras.optimizers.AdamW(RATE), loss=problem.losses)
+        result = km.find_lr(model, x, y, batch_size=BATCH, verbose=0)
+        rate = peak = result.suggestion if result.conclusive else RATE
+    return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
+
+
+def one_run(run, problem, seed, data, epochs):
+    x, y, xv, yv = data
+    keras.utils.set_random_seed(seed)
+    model = problem.model(seed)
+    model, optimizer, callbacks, weights, peak = setup(
+        run, problem, model, x, y, epochs
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=problem.losses,
+        loss_weights=weights,
+        metrics=problem.metrics,
+    )
+    names = list(problem.losses)
+    before = model.evaluate(xv, yv, verbose=0, return_dict=True, batch_size=256)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=epochs,
+            validation_data=(xv, yv),
+            callbacks=callbacks,
+            verbose=0,
+        )
+    seconds = time.perf_counter() - start
+    logs = history.history
+    parts = {n: np.asarray(logs[f"val_{n}_loss"], "float64") for n in names}
+    total = sum(parts.values())
+    initial = sum(before[f"{n}_loss"] for n in names)
+    metrics = {}
+    for n in names:
+        for m in problem.metrics[n]:
+            metrics[f"{n} {m}"] = float(logs[f"val_{n}_{m}"][-1])
+    curve = {"val_loss": list(total)}
+    curve.update({f"val_{n}_loss": list(v) for n, v in parts.items()})
+    if "learning_rate" in logs:
+        curve["learning_rate"] = logs["learning_rate"]
+    report = km.diagnose(curve, monitor="val_loss", initial_loss=initial)
+    if "peak_lr" in logs:
+        peak = float(logs["peak_lr"][0])
+    return {
+        "initial": float(initial),
+        "total": [float(v) for v in total],
+        "final": {n: float(v[-1]) for n, v in parts.items()},
+        "metrics": metrics,
+        "peak": peak,
+        "problems": list(report.problems),
+        "seconds": seconds,
+    }
+
+
+def summary(values) -> str:
+    values = np.asarray([v for v in values if v is not None], dtype="float64")
+    if not len(values):
+        return "-"
+    mean, sd = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+    if abs(mean) >= 100:
+        return f"{mean:,.0f} +- {sd:,.0f}"
+    return f"{mean:.4g} +- {sd:.2g}"
+
+
+def _stats(values):
+    values = np.asarray(values, "float64")
+    return values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
+
+
+def verdict(problem, results, run="multiphase") -> list[str]:
+    """The issue's bar for `run` against the baseline on one problem."""
+    if run not in results or "baseline" not in results:
+        return []
+    base, mine = results["baseline"], results[run]
+    lines = []
+    b, m = (
+        _stats([r["total"][-1] for r in base]),
+        _stats([r["total"][-1] for r in mine]),
+    )
+    lines.append(
+        f"total {m[0]:.4g} vs baseline {b[0]:.4g}: {'PASS' if m[0] < b[0] else 'FAIL'}"
+    )
+    key = f"{problem.dominant} mae"
+    b, m = (
+        _stats([r["metrics"][key] for r in base]),
+        _stats([r["metrics"][key] for r in mine]),
+    )
+    lines.append(f"{key} {m[0]:.4g} vs {b[0]:.4g}: {'PASS' if m[0] < b[0] else 'FAIL'}")
+    for name in problem.losses:
+        if name == problem.dominant:
+            continue
+        for metric in problem.metrics[name]:
+            key = f"{name} {metric}"
+            b = _stats([r["metrics"][key] for r in base])
+            m = _stats([r["metrics"][key] for r in mine])
+            worse = m[0] < b[0] - b[1] if metric == "accuracy" else m[0] > b[0] + b[1]
+            lines.append(
+                f"{key} {m[0]:.4g} vs {b[0]:.4g} +- {b[1]:.2g}: "
+                f"{'FAIL' if worse else 'PASS'}"
+            )
+    return lines
+
+
+def print_problem(problem, results):
+    runs = list(results)
+    width = 20
+    print(f"\n## {problem.name}: {problem.about}")
+    print(f"{'':<22}" + "".join(f"{run:>{width}}" for run in runs))
+    rows = [
+        ("val loss before", lambda r: r["initial"]),
+        ("final total", lambda r: r["total"][-1]),
+    ]
+    rows += [(f"{n} loss", lambda r, n=n: r["final"][n]) for n in problem.losses]
+    keys = next(iter(results.values()))[0]["metrics"]
+    rows += [(k, lambda r, k=k: r["metrics"][k]) for k in keys]
+    rows += [("peak lr", lambda r: r["peak"])]
+    for label, get in rows:
+        cells = "".join(
+            f"{summary([get(r) for r in results[run]]):>{width}}" for run in runs
+        )
+        print(f"{label:<22}{cells}")
+    print("diagnose() finds (seeds):")
+    for run in runs:
+        counts = collections.Counter(p for r in results[run] for p in r["problems"])
+        print(f"  {run:<20} {dict(counts) or 'none'}")
+    for line in verdict(problem, results):
+        print(f"  multiphase vs baseline: {line}")
+
+
+def plot(all_results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4))
+    axes = np.atleast_1d(axes)
+    for ax, (name, results) in zip(axes, all_results.items(), strict=True):
+        for run, runs in results.items():
+            curves = np.array([r["total"] for r in runs])
+            x_axis = np.arange(1, curves.shape[1] + 1)
+            (line,) = ax.plot(x_axis, curves.mean(0), label=run)
+            ax.fill_between(
+                x_axis, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.12
+            )
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: total val loss")
+        ax.set_xlabel("epoch")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--json", help="write all results to this file")
+    parser.add_argument("--out", help="write the loss-curve plot to this PNG")
+    args = parser.parse_args()
+
+    everything = {}
+    for name in args.problems:
+        problem = PROBLEMS[name]
+        results = collections.defaultdict(list)
+        for seed in range(args.seeds):
+            data = problem.data(seed)
+            for run in args.runs:
+                result = one_run(run, problem, seed, data, args.epochs)
+                results[run].append(result)
+                print(
+                    f"{name} seed {seed} {run:<19} {result['seconds']:5.1f}s "
+                    f"total {result['total'][-1]:.4g}",
+                    flush=True,
+                )
+        everything[name] = dict(results)
+        print_problem(problem, everything[name])
+    print(
+        f"\nbackend {keras.backend.backend()}, keras {keras.__version__}, "
+        f"{args.seeds} seeds, {args.epochs} epochs, batch {BATCH}"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(everything, f)
+    if args.out:
+        plot(everything, args.out)
+        print(f"plot: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
