@@ -10,6 +10,7 @@ unpacks it, with NumPy leaves.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import keras
@@ -88,11 +89,11 @@ def batches(x, y=None, sample_weight=None, batch_size=None, seed=0):
     if what == "arrays":
         yield from _arrays(x, y, sample_weight, batch_size, seed)
     elif what == "pydataset":
-        count = len(x)
-        if not count:
+        count = x.num_batches  # None for an infinite PyDataset
+        if count == 0:
             raise ValueError("Argument `x` is a PyDataset of length 0.")
         while True:
-            for i in range(count):
+            for i in range(count) if count is not None else itertools.count():
                 yield _numpy_batch(x[i])
     elif what == "iterator":
         for batch in x:

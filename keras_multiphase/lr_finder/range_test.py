@@ -29,6 +29,7 @@ NAN_AT_ONCE = "nan_at_once"
 NEVER_FELL = "never_fell"
 NEVER_DIVERGED = "never_diverged"
 DATA_ENDED = "data_ended"
+NEGATIVE_LOSS = "negative_loss"
 
 # A sweep whose smoothed loss falls by less than this share never fell.
 MIN_FALL = 0.05
@@ -51,7 +52,7 @@ class LRFinderResult:
         index: Int or None. The step of the suggestion.
         status: Str. `"ok"`, or why the sweep is inconclusive:
             `"nan_at_once"`, `"never_fell"`, `"never_diverged"`,
-            `"data_ended"`.
+            `"data_ended"`, `"negative_loss"`.
         reason: Str. One sentence with the numbers behind `status`.
         rule: Str. The suggestion rule used.
         diverged_at: Float or None. The rate at which the sweep stopped on
@@ -198,6 +199,14 @@ def _evaluate(rates, losses, diverged_at, rule, end_reached, threshold):
         )
     # Drop the non-finite tail (divergence) before smoothing.
     n = int(np.argmin(finite)) if not finite.all() else len(losses)
+    if np.min(losses[:n]) < 0:
+        return (
+            NEGATIVE_LOSS,
+            f"the loss went negative ({np.min(losses[:n]):.3g}); a range test "
+            "reads the loss on a log scale and needs a loss >= 0",
+            np.full(len(losses), np.nan),
+            None,
+        )
     smoothed = np.full(len(losses), np.nan)
     smoothed[:n] = suggestions.smooth(losses[:n], window=min(9, max(1, n // 5)))
     curve = smoothed[:n]
@@ -268,7 +277,8 @@ def find_lr(
     problems: see benchmarks/README.md). `"valley"` is fastai's rule. A
     sweep that proves nothing says so:
     `result.status` is `"nan_at_once"`, `"never_fell"`, `"never_diverged"`
-    or `"data_ended"`, `result.reason` gives the numbers, and
+    `"data_ended"` or `"negative_loss"`, `result.reason` gives the
+    numbers, and
     `result.suggestion` is None.
 
     Example:
