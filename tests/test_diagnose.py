@@ -58,7 +58,9 @@ def test_documented_run_shows_every_sign_with_its_numbers():
         "lower, controlled learning rate",
         "Add a warmup",
         "smaller batch",
-        "Balance the loss weights",
+        "scaled = keras_multiphase.scale_outputs(model, y_train, x=x_train)",
+        "loss_weights=scaled.loss_weights",
+        "keras.layers.Normalization().adapt(x_train)",
     ):
         assert phrase in text, phrase
     as_dict = report.to_dict()

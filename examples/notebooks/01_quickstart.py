@@ -1,10 +1,11 @@
 # %% [markdown]
 # # keras-multiphase quickstart: `preset("multiphase")` in one line
 #
-# A small two-head model trained with the package's recipe: a controlled
-# start at 1e-5 with warmup, an aggressive middle at 5e-5 with cosine warm
-# restarts, fine-tuning at 1e-6 with plateau reduction, and loss weights
-# that follow each head. Runs on a CPU in about a minute.
+# A small two-head model trained with the package's recipe: a peak rate
+# found by a learning-rate range test, a controlled start at peak / 5 with
+# warmup, an aggressive middle at the peak with cosine warm restarts,
+# fine-tuning at peak / 50 with plateau reduction; loss weights are logged.
+# Runs on a CPU in about a minute.
 
 # %%
 import os
@@ -70,17 +71,31 @@ for epoch in range(epochs):
     )
 
 # %% [markdown]
-# The learning rates really used follow the recipe: at most 1e-5 at the
-# start, 5e-5 at the peak, at most 1e-6 at the end.
+# The peak rate came from a learning-rate range test run when training
+# started (the model was left as it was), and is logged as `peak_lr`. The
+# rates really used follow the recipe's shape: at most peak / 5 at the
+# start, the peak in the middle, at most peak / 50 at the end.
+# `km.preset("multiphase", peak_lr=5e-5)` gives the documented absolute
+# recipe, 1e-5 / 5e-5 / 1e-6.
 
 # %%
-rates = logs["learning_rate"]
-assert rates[0] <= 1e-5 and max(rates) <= 5e-5 * (1 + 1e-6) and rates[-1] <= 1e-6
-print(f"first {rates[0]:.2e}, peak {max(rates):.2e}, last {rates[-1]:.2e}")
+rates, peak = logs["learning_rate"], logs["peak_lr"][0]
+assert rates[0] <= peak / 5 and max(rates) <= peak * (1 + 1e-6)
+assert rates[-1] <= peak / 50 * (1 + 1e-6)
+print(
+    f"peak {peak:.2e}: first {rates[0]:.2e}, max {max(rates):.2e}, last {rates[-1]:.2e}"
+)
+
+# %% [markdown]
+# The range test by itself: `find_lr` sweeps the rate and suggests one.
+
+# %%
+result = km.find_lr(model, x, y, batch_size=64, verbose=0)
+print(result)
 
 # %% [markdown]
 # The whole schedule, before training (what the compiled step will apply):
 
 # %%
-table = km.preview("multiphase", epochs=epochs, steps_per_epoch=n // 64)
+table = km.preview("multiphase", epochs=epochs, steps_per_epoch=n // 64, base_lr=peak)
 print(table["learning_rate"][:: max(1, len(table["learning_rate"]) // 8)])

@@ -11,9 +11,11 @@ from keras_multiphase.diagnosis import signs as sg
 
 _RECOMMENDATIONS = {
     sg.COLLAPSE: (
-        "Start with a lower, controlled learning rate (1e-5 in the multiphase "
-        "recipe) instead of the full rate from the first step: "
-        '`callbacks=keras_multiphase.preset("multiphase")`.'
+        "Start with a lower, controlled learning rate instead of the full rate "
+        "from the first step (the multiphase recipe starts at peak / 5, the "
+        "peak found by a learning-rate range test): "
+        '`callbacks=keras_multiphase.preset("multiphase")`; '
+        "`keras_multiphase.find_lr(model, x, y)` shows the range test."
     ),
     "warmup": (
         "Add a warmup so the first steps cannot overshoot: "
@@ -21,16 +23,24 @@ _RECOMMENDATIONS = {
     ),
     sg.PLATEAU: (
         "Lower the rate to fine-tune once progress stalls: a final phase at "
-        "1e-6 (`PhaseLR`) and `PlateauLR`, which reduces on top of any schedule."
+        "peak / 50 (`PhaseLR`) and `PlateauLR`, which reduces on top of any "
+        "schedule."
     ),
     "batch": (
         "Fine-tune with a smaller batch: `AdaptiveBatch(rebuild, "
         "schedule={0.0: 64, 0.8: 16})` (the multiphase preset with `rebuild=`)."
     ),
     sg.DOMINANT: (
-        "Balance the loss weights so the other components are trained too: "
-        '`LossWeightBalancer(strategy="magnitude")`, or rescale the dominant '
-        "target (standardise it) so its loss is of the others' order."
+        "Put the dominant target (and raw inputs) on a unit scale, keeping "
+        "predictions in original units: "
+        "`scaled = keras_multiphase.scale_outputs(model, y_train, x=x_train)`, "
+        "then `scaled.model.compile(optimizer=..., loss=..., "
+        "loss_weights=scaled.loss_weights)` and train `scaled.model` (it adds "
+        "`keras.layers.Normalization().adapt(x_train)` before the model and a "
+        "fixed `Rescaling` after each regression head; the saved model loads "
+        "without this package). Re-weighting the losses "
+        '(`preset("multiphase", balance="dwa")`) is the weaker lever: on the '
+        "benchmark problems it never beat scaling."
     ),
     sg.CONSTANT_LR: (
         "Use a schedule instead of a fixed rate: `PhaseLR` phases with "
