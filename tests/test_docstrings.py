@@ -19,6 +19,8 @@ PUBLIC = [
     km.TrainingDynamicsMonitor,
     km.PhaseSchedule,
     km.WarmupCosineRestartsSchedule,
+    km.find_lr,
+    km.scale_outputs,
 ]
 
 

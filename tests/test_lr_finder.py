@@ -4,7 +4,7 @@ a problem whose good rate is known, inconclusive sweeps say so."""
 import keras
 import numpy as np
 import pytest
-from helpers import BACKEND, SPE_VALUES
+from helpers import SPE_VALUES
 
 import keras_multiphase as km
 from keras_multiphase.lr_finder import suggestions
@@ -263,7 +263,6 @@ def test_uncompiled_model_and_y_with_dataset():
         km.find_lr(model, Pairs(x, {"dense": y}, 8), y, verbose=0)
 
 
-@pytest.mark.skipif(BACKEND == "torch", reason="torch runs eagerly: no retrace")
 def test_train_function_rebuilt_or_left_unbuilt():
     model = quadratic()
     x, y = quadratic_data()
