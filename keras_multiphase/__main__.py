@@ -46,15 +46,20 @@ def main(argv=None) -> int:
         default=1e-3,
         help="the optimizer's rate (used without PhaseLR)",
     )
-    show.add_argument("--out", help="write the plot to this PNG file")
+    show.add_argument(
+        "--out",
+        help="write the plot to this PNG file (needs matplotlib: the [plot] extra)",
+    )
     args = parser.parse_args(argv)
-    from keras_multiphase.preset import presets
+    if args.command == "presets":
+        # Needs no backend: lists the YAML files, imports no Keras.
+        from keras_multiphase._preset_files import presets
+
+        print("\n".join(presets()))
+        return 0
     from keras_multiphase.preview import plot_schedule, preview
 
     try:
-        if args.command == "presets":
-            print("\n".join(presets()))
-            return 0
         if args.epochs < 1 or args.steps_per_epoch < 1:
             raise ValueError(
                 "--epochs and --steps-per-epoch must be >= 1. Received: "

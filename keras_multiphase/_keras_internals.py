@@ -1,14 +1,32 @@
-"""Private Keras API used by this package's newer parts, in one place.
+"""Private Keras API and Keras version differences, in one place.
 
-Each function says why no public API serves and the Keras versions it was
-checked on (3.8.0 and 3.15.1 unless said). Older modules still touch some
-internals directly (`_composer.py`, `_state.py`, `adaptive_batch.py`,
-`loss_weight_balancer.py`); moving them here is issue 12's seam.
+Each function says why no public API serves (or which versions differ) and
+the Keras versions it was checked on (3.8.0 and 3.15.1 unless said). Older
+modules still touch some internals directly (`_composer.py`, `_state.py`,
+`adaptive_batch.py`, `loss_weight_balancer.py`); moving them here is
+issue 12's seam.
 """
 
 from __future__ import annotations
 
 import inspect
+
+import keras
+
+_VARIABLE_ARGUMENTS = inspect.signature(keras.Variable.__init__).parameters
+
+
+def variable(**kwargs) -> keras.Variable:
+    """`keras.Variable(**kwargs)` on every supported Keras.
+
+    `synchronization` arrived in Keras 3.10; before it, a TensorFlow
+    variable is created with TensorFlow's default (`AUTO`, on-write for a
+    mirrored variable), which is what this package asks for, so the argument
+    is dropped there.
+    """
+    if "synchronization" not in _VARIABLE_ARGUMENTS:
+        kwargs.pop("synchronization", None)
+    return keras.Variable(**kwargs)
 
 
 def learning_rate_object(optimizer):

@@ -9,7 +9,10 @@ which is how `BackupAndRestore` resumes plateau counters and phases.
 To keep checkpoints loadable by a model built without this package, the
 optimizer's own store keeps exactly the variables a plain optimizer has; this
 package's variables are written to a separate child entry,
-`optimizer/_keras_multiphase_state`, that a plain model never reads.
+`optimizer/_keras_multiphase_patched`, that a plain model never reads
+(Keras's saver names the entry after the first attribute through which it
+meets the store; `_keras_multiphase_patched` and `_keras_multiphase_state`
+hold the same one).
 """
 
 from __future__ import annotations

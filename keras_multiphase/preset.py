@@ -24,10 +24,10 @@ import inspect
 import os
 import sys
 from collections.abc import Mapping
-from importlib import resources
 
 import yaml
 
+from keras_multiphase._preset_files import presets, shipped
 from keras_multiphase.callbacks import (
     AdaptiveBatch,
     LossWeightBalancer,
@@ -53,24 +53,15 @@ class PresetError(ValueError):
     """A preset that cannot be loaded: names the file, line, key and value."""
 
 
-def presets() -> list[str]:
-    """Names of the presets shipped with the package."""
-    folder = resources.files("keras_multiphase") / "presets"
-    return sorted(
-        p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-
-
 def _suggest(name, options) -> str:
     close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _read(name_or_path: str) -> tuple[str, str]:
-    if name_or_path in presets():
-        folder = resources.files("keras_multiphase") / "presets"
-        path = folder / f"{name_or_path}.yaml"
-        return str(path), path.read_text()
+    found = shipped(name_or_path)
+    if found is not None:
+        return found
     if os.path.exists(name_or_path):
         with open(name_or_path) as f:
             return name_or_path, f.read()

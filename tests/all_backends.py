@@ -1,7 +1,13 @@
-"""Runs ruff, then the whole test suite once per Keras backend.
+"""Runs ruff, the whole suite on each Keras backend, then on the oldest
+supported Keras (JAX), streaming each run's output as it goes and ending
+with one table.
 
-Usage: python tests/all_backends.py [pytest args...]
-Exits non-zero if ruff fails, any test fails, or a backend collects no test.
+Usage: python tests/all_backends.py [--no-oldest] [pytest args...]
+
+The oldest-Keras run uses a virtual environment, `.venv-oldest/`, created
+on first use with the system's packages visible and `keras==3.8.0` and
+`jax[cpu]==0.4.38` installed into it (reused afterwards). Exits non-zero if
+ruff fails, any test fails, or a run collects no test.
 """
 
 import os
@@ -12,47 +18,111 @@ import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OLDEST = {"keras": "3.8.0", "jax": "0.4.38"}
+OLDEST_ENV = os.path.join(ROOT, ".venv-oldest")
+# Builds a wheel with the system's setuptools: run once, on the newest Keras.
+OLDEST_DESELECT = ("tests/test_presets.py::test_wheel_contains_the_presets",)
+
+
+def oldest_python() -> str:
+    """The oldest-Keras environment's python, created if needed."""
+    python = os.path.join(OLDEST_ENV, "bin", "python")
+    stamp = os.path.join(OLDEST_ENV, "keras-multiphase-oldest.txt")
+    wanted = f"keras=={OLDEST['keras']} jax[cpu]=={OLDEST['jax']}"
+    if os.path.exists(stamp) and open(stamp).read() == wanted:
+        return python
+    print(f"== creating {OLDEST_ENV} with {wanted}", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", OLDEST_ENV],
+        check=True,
+    )
+    subprocess.run([python, "-m", "pip", "install", "-q", *wanted.split()], check=True)
+    with open(stamp, "w") as f:
+        f.write(wanted)
+    return python
+
+
+def counts(summary: str) -> dict:
+    out = {}
+    for key, word in (
+        ("passed", "passed"),
+        ("failed", "failed"),
+        ("skipped", "skipped"),
+        ("errors", "error"),
+    ):
+        found = re.search(rf"(\d+) {word}", summary)
+        out[key] = int(found.group(1)) if found else 0
+    return out
+
+
+def run(label, python, backend, argv, extra_env=None):
+    """Streams one pytest run; returns its row of the final table."""
+    print(f"\n== {label}", flush=True)
+    env = dict(os.environ, KERAS_BACKEND=backend, **(extra_env or {}))
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [python, "-m", "pytest", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    last = ""
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        if line.strip():
+            last = line.strip()
+    code = proc.wait()
+    seconds = time.monotonic() - start
+    row = {"run": label, "exit": code, "seconds": seconds, **counts(last)}
+    print(f"-- {label}: exit {code} in {seconds:.0f}s", flush=True)
+    return row
 
 
 def main(argv):
-    failures = []
+    oldest = "--no-oldest" not in argv
+    argv = [a for a in argv if a != "--no-oldest"]
+    problems = []
     print("== ruff check", flush=True)
     if subprocess.call([sys.executable, "-m", "ruff", "check", ROOT]) != 0:
-        failures.append("ruff")
-    totals = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-    for backend in BACKENDS:
-        print(f"\n== KERAS_BACKEND={backend}", flush=True)
-        env = dict(os.environ, KERAS_BACKEND=backend)
-        start = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", *argv],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
+        problems.append("ruff")
+    rows = [
+        run(f"KERAS_BACKEND={backend}", sys.executable, backend, argv)
+        for backend in BACKENDS
+    ]
+    if oldest:
+        deselect = [f"--deselect={t}" for t in OLDEST_DESELECT]
+        rows.append(
+            run(
+                f"keras=={OLDEST['keras']} (jax)",
+                oldest_python(),
+                "jax",
+                [*argv, *deselect],
+                {"PYTHONPATH": ROOT},
+            )
         )
-        print(proc.stdout, end="")
-        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout else ""
-        for key in totals:
-            found = re.search(rf"(\d+) {key[:-1] if key == 'errors' else key}", summary)
-            if found:
-                totals[key] += int(found.group(1))
+    for row in rows:
+        if row["exit"] == 5 or row["passed"] == 0:
+            problems.append(f"{row['run']}: no test ran")
+        elif row["exit"] != 0:
+            problems.append(f"{row['run']}: pytest exit {row['exit']}")
+    print(f"\n{'run':<26}{'passed':>8}{'failed':>8}{'errors':>8}{'skipped':>9}{'s':>7}")
+    for row in rows:
         print(
-            f"-- {backend}: exit {proc.returncode} in {time.monotonic() - start:.0f}s",
-            flush=True,
+            f"{row['run']:<26}{row['passed']:>8}{row['failed']:>8}"
+            f"{row['errors']:>8}{row['skipped']:>9}{row['seconds']:>7.0f}"
         )
-        if proc.returncode == 5:
-            failures.append(f"{backend}: no tests collected")
-        elif proc.returncode != 0:
-            failures.append(f"{backend}: pytest exit {proc.returncode}")
-    if failures:
-        print("\nFAILED: " + "; ".join(failures))
-    failed = totals["failed"] + totals["errors"] + (1 if failures else 0) * 0
+    total = {k: sum(r[k] for r in rows) for k in ("passed", "failed", "skipped")}
+    failed = total["failed"] + sum(r["errors"] for r in rows)
+    if problems:
+        print("\nFAILED: " + "; ".join(problems))
     print(
-        f"\nall backends: {totals['passed']} passed, {failed} failed, "
-        f"{totals['skipped']} skipped"
+        f"\nall runs: {total['passed']} passed, {failed} failed, "
+        f"{total['skipped']} skipped"
     )
-    return 1 if failures else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

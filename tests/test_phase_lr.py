@@ -1,5 +1,6 @@
 """PhaseLR: the rates the compiled step applies, phase by phase."""
 
+import keras
 import numpy as np
 import pytest
 from helpers import (
@@ -10,6 +11,8 @@ from helpers import (
     assert_applied,
     fit_probe,
     phase_ref,
+    probe_data,
+    rate_probe,
 )
 
 from keras_multiphase import PhaseLR, PhaseSchedule
@@ -181,3 +184,30 @@ def test_epoch_lengths_need_a_known_epoch_size():
     callback = PhaseLR([{"lr": 0.01, "epochs": 1}, {"lr": 0.001}])
     with pytest.raises(ValueError, match="steps per epoch is unknown"):
         model.fit(gen(), epochs=1, callbacks=[callback], verbose=0)
+
+
+@pytest.mark.skipif(
+    tuple(int(p) for p in keras.__version__.split(".")[:2]) < (3, 13),
+    reason="Keras < 3.13's progress bar turns every value into a float",
+)
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_progress_bar_and_csv_show_the_phase_as_an_integer(verbose, capsys, tmp_dir):
+    path = f"{tmp_dir}/log.csv"
+    phase_lr = PhaseLR([{"lr": 0.01, "epochs": 1}, {"lr": 0.001}])
+    model = rate_probe()
+    x, y = probe_data(2)
+    history = model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=2,
+        verbose=verbose,
+        callbacks=[phase_lr, keras.callbacks.CSVLogger(path)],
+    ).history
+    out = capsys.readouterr().out
+    assert "phase: 0" in out and "phase: 1" in out
+    assert "e+00" not in out.split("phase:")[1][:8]
+    assert history["phase"] == [0, 1]
+    rows = open(path).read().splitlines()
+    header = rows[0].split(",")
+    assert [row.split(",")[header.index("phase")] for row in rows[1:]] == ["0", "1"]

@@ -269,3 +269,40 @@ def test_multiphase_with_rebuild_on_a_two_head_model():
     assert history["threshold_loss_weight"] == [1.0] * 10
     balanced = preset("multiphase", balance="magnitude")
     assert balanced[4].strategy == "magnitude"
+
+
+def test_cli_presets_imports_no_backend():
+    """Listing presets needs no backend: no Keras, TensorFlow, JAX or
+    PyTorch module is imported (python -X importtime lists every one)."""
+    listed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keras_multiphase", "presets"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.split() == km.presets()
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in listed.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "keras_multiphase._preset_files" in imported
+    heavy = [
+        name
+        for name in imported
+        if name.split(".")[0] in ("keras", "tensorflow", "jax", "torch", "yaml")
+    ]
+    assert heavy == []
+
+
+def test_import_registers_the_serializable_classes():
+    """`import keras_multiphase` (not through the command line) loads every
+    module, so Keras can deserialize the package's classes at once."""
+    code = (
+        "import keras, keras_multiphase\n"
+        "cls = keras.saving.get_registered_object('keras_multiphase>PhaseSchedule')\n"
+        "assert cls is not None, 'not registered'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -118,3 +118,17 @@ def test_checkpoint_loads_into_a_plain_model(tmp_dir):
     for mine, theirs in zip(ours, plain.optimizer.variables, strict=True):
         if "learning_rate" not in mine.path:
             np.testing.assert_allclose(theirs.numpy(), mine.numpy())
+
+
+def test_checkpoint_entry_is_where_the_docs_say(tmp_dir):
+    """README and _state.py name `optimizer/_keras_multiphase_patched`."""
+    h5py = pytest.importorskip("h5py")
+    model = model_with_adam()
+    path = f"{tmp_dir}/ck.weights.h5"
+    x, y = probe_data(STEPS)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[PlateauLR()])
+    model.save_weights(path)
+    with h5py.File(path) as f:
+        names = []
+        f.visit(names.append)
+    assert "optimizer/_keras_multiphase_patched/vars/PlateauLR.reduction" in names

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras.src.utils import io_utils
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported, creation_scope
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase._validation import (
@@ -50,7 +51,7 @@ class _LossWeights(keras.metrics.Metric):
         # Written once from the callback, read by every replica: on-write,
         # no aggregation.
         with keras.name_scope(self.name.replace("/", ">"), caller=self):
-            variable = keras.Variable(
+            variable = _keras_internals.variable(
                 initializer=keras.initializers.Constant(value),
                 shape=(),
                 dtype=self.dtype,

@@ -10,6 +10,30 @@ from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
 
 
+class PhaseIndex(float):
+    """The `phase` logged for an epoch: a number (History, CSVLogger,
+    TensorBoard and `diagnose` read it as one) that prints as an integer.
+
+    Keras's progress bar formats every logged value with `.4f` or `.4e`
+    (`phase: 0.0000e+00`); this value keeps its integer form through the
+    bar's averaging (one value, divided by 1) and formatting.
+    """
+
+    def __truediv__(self, other):
+        return PhaseIndex(float(self) / other)
+
+    def __abs__(self):
+        return PhaseIndex(abs(float(self)))
+
+    def __format__(self, spec):
+        return str(int(self))
+
+    def __repr__(self):
+        return str(int(self))
+
+    __str__ = __repr__
+
+
 class LRCallback(keras.callbacks.Callback):
     """Attaches one contribution to the optimizer's composed rate.
 
@@ -119,7 +143,7 @@ class LRCallback(keras.callbacks.Callback):
         if logs is not None:
             logs["learning_rate"] = rate
             if self._composer.phase_provider is not None:
-                logs["phase"] = phase
+                logs["phase"] = PhaseIndex(phase)
         self._on_epoch_end(epoch, logs or {})
 
     def on_train_end(self, logs=None):

@@ -356,7 +356,18 @@ def find_lr(
         for step in range(num_steps):
             if batch is None:
                 break
-            logs = model.train_on_batch(*batch, return_dict=True)
+            # Keras < 3.10 keeps the loss tracker across train_on_batch
+            # calls (it returns a running mean): reset it for each batch.
+            model.reset_metrics()
+            x_batch, y_batch, weights = batch
+            if weights is None and keras.distribution.distribution() is not None:
+                # Keras < 3.10 lays out every element of (x, y, sample_weight)
+                # under a JAX distribution and fails on None: ones weigh the
+                # loss exactly as no weights do.
+                first_leaf = keras.tree.flatten(x_batch)[0]
+                weights = np.ones((len(first_leaf),), "float32")
+            extra = {} if weights is None else {"sample_weight": weights}
+            logs = model.train_on_batch(x_batch, y_batch, return_dict=True, **extra)
             loss = float(np.asarray(logs["loss"]))
             losses.append(loss)
             if progbar is not None:
