@@ -58,13 +58,41 @@ def _suggest(name, options) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+# Limits on a preset file: presets are a few hundred bytes; these bound the
+# work a hostile or broken file can cause.
+MAX_BYTES = 1 << 20  # 1 MiB of text
+MAX_DEPTH = 32  # nested mappings / lists
+MAX_NODES = 100_000  # values after alias expansion
+
+
 def _read(name_or_path: str) -> tuple[str, str]:
     found = shipped(name_or_path)
     if found is not None:
         return found
+    if os.path.isdir(name_or_path):
+        raise PresetError(
+            f"{name_or_path}: is a directory; a preset is a YAML file or a "
+            f"shipped name ({', '.join(presets())})."
+        )
     if os.path.exists(name_or_path):
-        with open(name_or_path) as f:
-            return name_or_path, f.read()
+        try:
+            with open(name_or_path, "rb") as f:
+                raw = f.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise PresetError(f"{name_or_path}: cannot be read ({exc}).") from None
+        if len(raw) > MAX_BYTES:
+            raise PresetError(
+                f"{name_or_path}: is larger than the {MAX_BYTES:,}-byte limit "
+                "for a preset file."
+            )
+        try:
+            return name_or_path, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise PresetError(
+                f"{name_or_path}, line {line}: is not UTF-8 text (byte "
+                f"{raw[exc.start]:#04x} at offset {exc.start})."
+            ) from None
     raise PresetError(
         f"Unknown preset {name_or_path!r}: not a shipped preset "
         f"({', '.join(presets())}) nor an existing file."
@@ -72,17 +100,99 @@ def _read(name_or_path: str) -> tuple[str, str]:
     )
 
 
-def _lines(node, path=()) -> dict:
-    """Line (1-based) of every key path in a composed YAML node."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out.update(_lines(value, (*path, key.value)))
-            out[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            out.update(_lines(value, (*path, i)))
+def _check_structure(text: str, source: str) -> None:
+    """Refuses deep nesting and alias bombs before anything is built.
+
+    Reads PyYAML's event stream (an iterative parser: no recursion, no
+    alias expansion) and counts the values the document expands to, an
+    alias counting as the size of what it names.
+    """
+    sizes: dict[str, int] = {}
+    opened: list[tuple[int, str | None]] = []  # (count at start, anchor)
+    expanded = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            opened.append((expanded, event.anchor))
+            expanded += 1
+            if len(opened) > MAX_DEPTH:
+                raise PresetError(
+                    f"{source}, line {line}: nests deeper than the limit of "
+                    f"{MAX_DEPTH} levels for a preset."
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            start, anchor = opened.pop()
+            if anchor is not None:
+                sizes[anchor] = expanded - start
+        elif isinstance(event, yaml.ScalarEvent):
+            expanded += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            expanded += sizes.get(event.anchor, 1)
+        if expanded > MAX_NODES:
+            raise PresetError(
+                f"{source}, line {line}: expands (aliases included) to more "
+                f"than the limit of {MAX_NODES:,} values for a preset."
+            )
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (a second `callbacks:`
+    would silently replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _lines(root) -> dict:
+    """Line (1-based) of every key path in a composed YAML node; a node
+    reached again through an alias is not walked again."""
+    out, seen = {}, set()
+    stack = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        out.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                out[(*path, key.value)] = key.start_mark.line + 1
+                stack.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                stack.append((value, (*path, i)))
     return out
+
+
+def _numeric_strings(value) -> list[str]:
+    """Strings that read as numbers: YAML 1.1 (PyYAML) reads `1e-5` as the
+    string '1e-5' (a float needs a dot: `1.0e-5`)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return []
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _numeric_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _numeric_strings(v)]
+    return []
 
 
 def _substitute(value, params, where, error):
@@ -107,8 +217,9 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     callback, overrides applied."""
     source, text = _read(name_or_path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        _check_structure(text, source)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
@@ -161,6 +272,12 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
                 f"must be one `ClassName: {{arguments}}` mapping. Received: {entry!r}",
             )
         ((name, config),) = entry.items()
+        if config is not None and not isinstance(config, Mapping):
+            raise error(
+                (*path, name),
+                f"must map {name}'s argument names to values, e.g. "
+                f"`- {name}: {{...}}`. Received: {config!r}",
+            )
         if name not in CALLBACKS:
             raise error(
                 path,
@@ -260,8 +377,16 @@ def preset(name_or_path: str, **overrides) -> list:
             continue
         try:
             callbacks.append(CALLBACKS[name](**copy.deepcopy(config)))
-        except ValueError as exc:
-            raise error(path, f"is invalid: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            hint = ""
+            numbers = _numeric_strings(config)
+            if numbers:
+                hint = (
+                    f" Note: {numbers[0]!r} is a string here: YAML 1.1 (PyYAML) "
+                    "reads a float only with a dot, so write `1.0e-5`, not "
+                    "`1e-5`."
+                )
+            raise error(path, f"is invalid: {exc}{hint}") from None
     return callbacks
 
 

@@ -306,3 +306,52 @@ def test_import_registers_the_serializable_classes():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _write(tmp_dir, name, content, mode="w"):
+    path = os.path.join(tmp_dir, name)
+    with open(path, mode) as f:
+        f.write(content)
+    return path
+
+
+def test_hostile_files_are_refused_with_the_limit(tmp_dir):
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        laughs.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    bomb = _write(tmp_dir, "bomb.yaml", "params:\n  " + "\n  ".join(laughs) + "\n")
+    with pytest.raises(PresetError, match=r"bomb.yaml, line \d+: expands .*100,000"):
+        preset(bomb)
+    deep = _write(tmp_dir, "deep.yaml", "callbacks: " + "[" * 10000 + "]" * 10000)
+    with pytest.raises(PresetError, match=r"deep.yaml, line 1: nests deeper .*32"):
+        preset(deep)
+    big = _write(tmp_dir, "big.yaml", "callbacks: []\n" + "#" * (1 << 20))
+    with pytest.raises(PresetError, match=r"big.yaml: is larger than the 1,048,576"):
+        preset(big)
+
+
+def test_every_error_is_a_preset_error_naming_the_file(tmp_dir):
+    with pytest.raises(PresetError, match="is a directory"):
+        preset(tmp_dir)
+    latin = _write(
+        tmp_dir, "latin.yaml", "callbacks: []\n# caf\xe9\n".encode("latin-1"), "wb"
+    )
+    with pytest.raises(PresetError, match=r"latin.yaml, line 2: is not UTF-8"):
+        preset(latin)
+    scalar = _write(tmp_dir, "scalar.yaml", "callbacks:\n  - PlateauLR: 5\n")
+    with pytest.raises(PresetError, match=r"scalar.yaml, line 2: .*argument names"):
+        preset(scalar)
+    twice = _write(
+        tmp_dir,
+        "twice.yaml",
+        "callbacks:\n  - PlateauLR: {}\ncallbacks:\n  - PlateauLR: {}\n",
+    )
+    with pytest.raises(
+        PresetError, match=r"twice.yaml, line 3.*duplicate key 'callbacks'"
+    ):
+        preset(twice)
+    trap = _write(
+        tmp_dir, "trap.yaml", "callbacks:\n  - PhaseLR: {phases: [{lr: 1e-5}]}\n"
+    )
+    with pytest.raises(PresetError, match=r"'1e-5' is a string.*1.0e-5"):
+        preset(trap)
