@@ -73,3 +73,15 @@ def fit_arguments() -> dict | None:
         return None
     finally:
         del frame
+
+
+def plateau_compares_in_float32() -> bool:
+    """How the installed Keras's `ReduceLROnPlateau` compares values.
+
+    Keras 3.11+ (a `MonitorCallback` with `_is_improvement`) tests
+    `ops.less(current + min_delta, best)`: the sum in Python floats, the
+    comparison in float32 tensors. Older Keras tests
+    `np.less(current, best - min_delta)` in float64. `PlateauLR` decides as
+    the installed Keras does.
+    """
+    return hasattr(keras.callbacks.ReduceLROnPlateau, "_is_improvement")

@@ -44,6 +44,37 @@ def test_same_decisions_as_keras_reduce_lr_on_plateau(kw):
     )
 
 
+# Values at the `min_delta` boundary, where a float64 and a float32
+# comparison disagree (0.99989999 < 1 - 1e-4 in float64, but
+# float32(0.99989999 + 1e-4) == float32(1.0)): PlateauLR must decide as the
+# installed Keras does (float32 from Keras 3.11, float64 before).
+BOUNDARY = {
+    "min": [1.0, 0.99989999, 0.999899999, 0.99979999, 0.9997, 0.9997, 0.9997],
+    "max": [2.0, 2.00010001, 2.000100001, 2.00020002, 2.0003, 2.0003, 2.0003],
+}
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("patience", [1, 2])
+def test_same_decisions_as_keras_at_the_min_delta_boundary(mode, patience):
+    scores = BOUNDARY[mode]
+    kw = dict(monitor="score", mode=mode, factor=0.5, patience=patience)
+    kw["min_delta"] = 1e-4
+    keras_cb = keras.callbacks.ReduceLROnPlateau(**kw)
+    _, _, keras_hist = fit_probe(
+        [Script("score", scores), keras_cb], epochs=len(scores), steps_per_epoch=1
+    )
+    _, _, history = fit_probe(
+        [Script("score", scores), PlateauLR(**kw)],
+        epochs=len(scores),
+        steps_per_epoch=1,
+    )
+    assert min(keras_hist["learning_rate"]) < 0.1  # Keras did reduce
+    np.testing.assert_allclose(
+        history["learning_rate"], keras_hist["learning_rate"], rtol=1e-6
+    )
+
+
 def test_works_on_top_of_phases_where_keras_raises():
     phases = [{"lr": 0.01, "steps": 6}, {"lr": 0.02}]
     scores = [3.0, 3.0, 3.0, 3.0, 3.0]

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -140,6 +141,11 @@ class PlateauDetector:
             return True
         if self.min_delta_mode == "relative":
             delta = self.min_delta * abs(best)
+        if _keras_internals.plateau_compares_in_float32():
+            # As Keras's ReduceLROnPlateau: shift `current`, compare float32.
+            if self.direction == "min":
+                return bool(np.float32(current + delta) < np.float32(best))
+            return bool(np.float32(current - delta) > np.float32(best))
         if self.direction == "min":
             return current < best - delta
         return current > best + delta
