@@ -140,9 +140,19 @@ def _patch_saving(optimizer, state) -> None:
         for i, var in enumerate(plain):
             var.assign(store[str(i)])
 
+    def get_config():
+        # A `.keras` file saved while a composed rate is installed stores the
+        # rate in effect as a float, so it loads without this package.
+        config = type(optimizer).get_config(optimizer)
+        rate = getattr(optimizer, "_learning_rate", None)
+        if hasattr(rate, "current_rate"):
+            config["learning_rate"] = float(rate.current_rate())
+        return config
+
     # Instance attributes: only this optimizer is affected.
     object.__setattr__(optimizer, "save_own_variables", save_own_variables)
     object.__setattr__(optimizer, "load_own_variables", load_own_variables)
+    object.__setattr__(optimizer, "get_config", get_config)
 
 
 def state_store(optimizer) -> StateStore:

@@ -132,3 +132,45 @@ def test_checkpoint_entry_is_where_the_docs_say(tmp_dir):
         names = []
         f.visit(names.append)
     assert "optimizer/_keras_multiphase_patched/vars/PlateauLR.reduction" in names
+
+
+class SaveAt(keras.callbacks.Callback):
+    def __init__(self, path, epoch):
+        super().__init__()
+        self.path, self.epoch, self.rate = path, epoch, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.save(self.path)
+            self.rate = float(self.model.optimizer.learning_rate)
+
+
+def test_keras_file_saved_mid_training_loads_without_the_package(tmp_dir):
+    import os
+    import subprocess
+    import sys
+
+    path = os.path.join(tmp_dir, "mid.keras")
+    saver = SaveAt(path, epoch=2)
+    callbacks = [
+        PhaseLR([{"lr": 0.01, "epochs": 2}, {"lr": 0.03}]),
+        PlateauLR(monitor="loss", patience=1, factor=0.5),
+        saver,
+    ]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    x, y = probe_data(STEPS)
+    model.fit(x, y, batch_size=2, epochs=4, verbose=0, callbacks=callbacks)
+    # The rate in effect at the save: phase 2's, not the optimizer's own.
+    assert saver.rate is not None and saver.rate <= 0.03 * (1 + 1e-6)
+    assert saver.rate != pytest.approx(0.1)
+    code = (
+        "import sys, keras\n"
+        f"model = keras.saving.load_model({path!r})\n"
+        "assert 'keras_multiphase' not in sys.modules\n"
+        "print(float(model.optimizer.learning_rate))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.split()[-1]) == pytest.approx(saver.rate, rel=1e-6)
+    assert saver.rate == pytest.approx(0.03 * 0.5**0, rel=0.6)  # a phase-2 rate

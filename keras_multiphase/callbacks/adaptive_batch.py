@@ -504,6 +504,15 @@ class AdaptiveBatch(LRCallback):
             grown = float(self._grown.numpy()) + 1
             self._grown.assign(grown)
 
+    @classmethod
+    def from_config(cls, config: dict):
+        """Builds the callback from `get_config()`'s output; a `rebuild`
+        serialized by Keras (a function, by name) is deserialized first."""
+        config = dict(config)
+        if isinstance(config.get("rebuild"), dict):
+            config["rebuild"] = keras.saving.deserialize_keras_object(config["rebuild"])
+        return cls(**config)
+
     def get_config(self) -> dict:
         return {
             "rebuild": self.rebuild,

@@ -178,6 +178,11 @@ class TrainingDynamicsMonitor(keras.callbacks.Callback):
             lines.append(f"  -> {text}")
         return "\n".join(lines)
 
+    @classmethod
+    def from_config(cls, config: Mapping):
+        """Builds the callback from `get_config()`'s output."""
+        return cls(**config)
+
     def get_config(self) -> Mapping:
         return {
             "monitor": self.monitor,
