@@ -9,6 +9,7 @@ issue 12's seam.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import keras
@@ -85,3 +86,66 @@ def plateau_compares_in_float32() -> bool:
     the installed Keras does.
     """
     return hasattr(keras.callbacks.ReduceLROnPlateau, "_is_improvement")
+
+
+_FIT_EXIT = "_keras_multiphase_fit_exit"
+
+
+def run_at_fit_exit(model, key, cleanup) -> None:
+    """Runs `cleanup()` once the running `model.fit` is over, however it
+    ends.
+
+    Keras calls `on_train_end` only when `fit` returns; an exception or a
+    Ctrl-C leaves whatever callbacks installed at train begin. No public
+    hook runs then, so `model.fit` is wrapped on this model instance (once):
+    pending cleanups run when a wrapped `fit` exits, normally or not, and at
+    the start of the next `fit` (for the `fit` that was running when the
+    wrapper was installed). Checked on Keras 3.8.0 and 3.15.1.
+    """
+    hooks = model.__dict__.get(_FIT_EXIT)
+    if hooks is None:
+        hooks = {}
+        original = model.fit
+
+        @functools.wraps(original)
+        def fit(*args, **kwargs):
+            _run_pending(hooks)  # left by an interrupted fit
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _run_pending(hooks)
+
+        object.__setattr__(model, _FIT_EXIT, hooks)
+        object.__setattr__(model, "fit", fit)
+    hooks[key] = cleanup
+
+
+def cancel_at_fit_exit(model, key) -> None:
+    """The cleanup registered under `key` is no longer needed."""
+    hooks = model.__dict__.get(_FIT_EXIT)
+    if hooks is not None:
+        hooks.pop(key, None)
+
+
+def _run_pending(hooks) -> None:
+    while hooks:
+        _, cleanup = hooks.popitem()
+        cleanup()
+
+
+def running_fit_callbacks() -> list | None:
+    """The callbacks of the running `model.fit`, in order (None when no
+    running `fit` is found). Keras gives a callback no view of the others;
+    `fit`'s local `callbacks` (a `CallbackList` once built) is the only
+    one. Checked on Keras 3.8.0 and 3.15.1."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            names = frame.f_locals
+            if frame.f_code.co_name == "fit" and "epoch_iterator" in names:
+                found = names.get("callbacks")
+                return list(getattr(found, "callbacks", found) or [])
+            frame = frame.f_back
+        return None
+    finally:
+        del frame

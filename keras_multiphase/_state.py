@@ -17,6 +17,7 @@ hold the same one).
 
 from __future__ import annotations
 
+import re
 import warnings
 import weakref
 
@@ -49,7 +50,13 @@ class StateStore(KerasSaveable):
         # back to the optimizer would be a cycle.
         self._optimizer = weakref.ref(optimizer)
         self._vars: dict[str, keras.Variable] = {}
+        # key -> the callback holding it (or the last one, once released).
         self._owners: dict[str, object] = {}
+        self._released: set[str] = set()
+        # Variables of keys taken over by a new callback: they get the new
+        # callback's initial values when it asks for them.
+        self._stale: set[str] = set()
+        self._retired: list[keras.Variable] = []
         # While a composed rate is installed: (rate variable, function giving
         # the rate in effect). Checkpoints store that rate in the optimizer's
         # own `learning_rate` slot, so a plain model resumes at it, and keep
@@ -64,9 +71,21 @@ class StateStore(KerasSaveable):
 
         Keys follow the order in which callbacks attach (their order in the
         callback list), so a resumed run finds its state under the same keys.
+        A key released by a callback whose fit ended is taken over by the
+        next callback of the same class, with its variables reset to that
+        callback's initial values: fresh callbacks for every `fit` do not
+        add variables to the optimizer.
         """
         for key, other in self._owners.items():
             if other is owner:
+                self._released.discard(key)
+                return key
+        pattern = re.compile(rf"{re.escape(prefix)}(_\d+)?")
+        for key in self._owners:
+            if key in self._released and pattern.fullmatch(key):
+                self._owners[key] = owner
+                self._released.discard(key)
+                self._stale.update(v for v in self._vars if v.startswith(f"{key}."))
                 return key
         i = 0
         key = prefix
@@ -76,11 +95,28 @@ class StateStore(KerasSaveable):
         self._owners[key] = owner
         return key
 
+    def release(self, owner) -> None:
+        """`owner`'s fit ended: its key may be taken over (its values stay
+        until then, so the same callback continues where it was)."""
+        for key, other in self._owners.items():
+            if other is owner:
+                self._released.add(key)
+
     def variable(self, key: str, value) -> keras.Variable:
-        """Returns the variable `key`, creating it with `value` if new."""
-        if key in self._vars:
-            return self._vars[key]
+        """Returns the variable `key`, creating it with `value` if new (or
+        resetting it to `value` when a new callback took its key over)."""
         value = np.asarray(value, dtype="float32")
+        if key in self._vars:
+            var = self._vars[key]
+            if key not in self._stale:
+                return var
+            self._stale.discard(key)
+            if tuple(var.shape) == value.shape:
+                var.assign(value)
+                return var
+            # Another shape (e.g. another number of phases): a new variable;
+            # the old one stays tracked by the optimizer, and ours.
+            self._retired.append(var)
         safe = key.replace("/", "_").replace(".", "_")
         with creation_scope(self._optimizer()):
             var = keras.Variable(
@@ -94,7 +130,7 @@ class StateStore(KerasSaveable):
         return var
 
     def owns(self, variable) -> bool:
-        return any(variable is v for v in self._vars.values())
+        return any(variable is v for v in (*self._vars.values(), *self._retired))
 
     def save_own_variables(self, store):
         for key, var in self._vars.items():

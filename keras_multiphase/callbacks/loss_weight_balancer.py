@@ -21,6 +21,7 @@ from keras_multiphase._validation import (
     check_positive,
 )
 from keras_multiphase.balancing.strategies import STRATEGIES
+from keras_multiphase.callbacks.lr_callback import check_backup_order
 from keras_multiphase.schedules import numpy_ops
 
 NORMALIZE = ("count", "initial_sum", "none")
@@ -379,6 +380,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         self._state_owner = optimizer
         store = state_store(optimizer)
         key = store.claim_key("LossWeightBalancer", self)
+        self._state_key = key
         k = len(self._names)
         self._state_vars = {
             "weights": store.variable(f"{key}.weights", self._initial),
@@ -389,6 +391,17 @@ class LossWeightBalancer(keras.callbacks.Callback):
             "wait": store.variable(f"{key}.wait", np.zeros(k)),
             "epochs_seen": store.variable(f"{key}.epochs_seen", 0.0),
         }
+
+    def on_train_end(self, logs=None):
+        _keras_internals.cancel_at_fit_exit(self._model, id(self))
+        self._end_of_fit()
+
+    def _end_of_fit(self) -> None:
+        """The fit is over: another balancer may take the state key over
+        (the weights on the compiled loss stay, as documented)."""
+        owner = getattr(self, "_state_owner", None)
+        if owner is not None:
+            state_store(owner).release(self)
 
     @property
     def component_names(self) -> list[str]:
@@ -402,6 +415,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
     # -- Keras hooks ---------------------------------------------------------
     def on_train_begin(self, logs=None):
         check_supported("LossWeightBalancer")
+        check_backup_order(self)
         model = self.model
         compile_loss = getattr(model, "_compile_loss", None)
         if compile_loss is None:
@@ -434,8 +448,12 @@ class LossWeightBalancer(keras.callbacks.Callback):
                     )
         if model.optimizer is None:
             raise ValueError("LossWeightBalancer needs a compiled optimizer.")
-        if getattr(self, "_state_owner", None) is not model.optimizer:
+        if getattr(self, "_state_owner", None) is not model.optimizer or (
+            state_store(model.optimizer).claim_key("LossWeightBalancer", self)
+            != self._state_key
+        ):
             self._attach_state()
+        _keras_internals.run_at_fit_exit(model, id(self), self._end_of_fit)
         if self.strategy == "fixed" and self.weights:
             fixed = [
                 self.weights.get(n, w)

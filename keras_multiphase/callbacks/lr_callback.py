@@ -5,9 +5,30 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._composer import FACTOR, composer_for, release
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
+
+
+def check_backup_order(callback) -> None:
+    """Refuses a `BackupAndRestore` listed before `callback`: Keras runs
+    callbacks in order, so its backup would be written before this epoch's
+    decisions, and a resumed run would follow another trajectory."""
+    callbacks = _keras_internals.running_fit_callbacks() or []
+    position = next((i for i, c in enumerate(callbacks) if c is callback), None)
+    if position is None:
+        return
+    for earlier in callbacks[:position]:
+        if isinstance(earlier, keras.callbacks.BackupAndRestore):
+            raise ValueError(
+                f"`BackupAndRestore` is listed before {type(callback).__name__} "
+                "in `callbacks`: it would back up each epoch before this "
+                "package's end-of-epoch decisions, and a resumed run would "
+                "follow another trajectory. List it after this package's "
+                "callbacks: callbacks=[*keras_multiphase_callbacks, "
+                "keras.callbacks.BackupAndRestore(...)]."
+            )
 
 
 class PhaseIndex(float):
@@ -66,12 +87,17 @@ class LRCallback(keras.callbacks.Callback):
 
     def _attach(self, model, optimizer) -> None:
         store = state_store(optimizer)
-        if self._optimizer is not optimizer:
+        key = store.claim_key(type(self).__name__, self)
+        if self._optimizer is not optimizer or key != self._key:
             self._optimizer = optimizer
-            self._key = store.claim_key(type(self).__name__, self)
-            self._create_state(store)
+            self._key = key
+        # Known variables come back as they are; a taken-over key's are reset.
+        self._create_state(store)
         self._composer = composer_for(optimizer)
         self._composer.add(self._key, self)
+        # From here on something is installed: it goes when the fit is over,
+        # even if the fit raises before `on_train_end`.
+        _keras_internals.run_at_fit_exit(model, id(self), self._end_of_fit)
 
     def _ensure_attached(self):
         model = self.model
@@ -130,6 +156,7 @@ class LRCallback(keras.callbacks.Callback):
     # -- Keras hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
         check_supported(type(self).__name__)
+        check_backup_order(self)
         model = self._ensure_attached()
         self._composer.prepare(model)
 
@@ -147,11 +174,19 @@ class LRCallback(keras.callbacks.Callback):
         self._on_epoch_end(epoch, logs or {})
 
     def on_train_end(self, logs=None):
+        _keras_internals.cancel_at_fit_exit(self._model, id(self))
+        self._end_of_fit()
+
+    def _end_of_fit(self) -> None:
+        """What a fit leaves behind goes: the optimizer gets its own rate
+        back, the state key may be taken over. Runs at `on_train_end`, or
+        when a fit that raised is over (`run_at_fit_exit`)."""
         if self._optimizer is None:
             return
         if release(self._optimizer, self._key):
             # The traced step multiplied by contributions that are gone.
-            self.model.train_function = None
+            self._model.train_function = None
+        state_store(self._optimizer).release(self)
         self._composer = None
 
     # -- serialization -----------------------------------------------

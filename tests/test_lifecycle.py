@@ -1,0 +1,121 @@
+"""Nothing left behind: interrupted fits, fresh callbacks for every fit,
+BackupAndRestore in the wrong place."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import Script, WeightLog, probe_data, rate_probe, weight
+
+import keras_multiphase as km
+from keras_multiphase import PhaseLR, PlateauLR
+
+STEPS = 3
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("Ctrl-C")
+
+
+def fit(model, callbacks, epochs=1):
+    """Returns the log of -w (applied rates) counted from this fit's start."""
+    x, y = probe_data(STEPS)
+    log = WeightLog()
+    start = -weight(model) if model.built else 0.0
+    history = model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[*callbacks, log],
+    )
+    log.totals = [t - start for t in log.totals]
+    return log, history.history
+
+
+def interrupted(model, callbacks):
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [*callbacks, Interrupt()])
+
+
+def test_plain_fit_after_an_interrupted_one_uses_the_optimizers_rate():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    interrupted(model, [PhaseLR([{"lr": 0.001}])])
+    w = weight(model)
+    log, _ = fit(model, [])
+    # Each step moves w by -lr: the optimizer's own 0.1, not 0.001.
+    np.testing.assert_allclose(w - weight(model), STEPS * 0.1, rtol=1e-5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
+
+
+def test_fresh_callbacks_after_an_interrupted_fit():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    # The interrupted fit's PlateauLR reduced the rate (score never moves).
+    interrupted(
+        model,
+        [
+            Script("score", [1.0]),
+            PhaseLR([{"lr": 0.01}]),
+            PlateauLR(monitor="score", mode="min", patience=1, factor=0.5),
+        ],
+    )
+    # Fresh callbacks: no "Only one PhaseLR" error, no stale reduction.
+    log, history = fit(
+        model,
+        [PhaseLR([{"lr": 0.02}]), PlateauLR(monitor="loss", patience=5)],
+        epochs=2,
+    )
+    np.testing.assert_allclose(log.per_epoch(), [STEPS * 0.02] * 2, rtol=1e-5)
+    assert history["learning_rate"] == [pytest.approx(0.02)] * 2
+
+
+def test_same_callbacks_after_an_interrupted_fit():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    callbacks = [PhaseLR([{"lr": 0.01, "steps": STEPS}, {"lr": 0.03}])]
+    interrupted(model, callbacks)
+    log, _ = fit(model, callbacks, epochs=1)
+    # The schedule follows optimizer.iterations: the second epoch's rate.
+    np.testing.assert_allclose(log.per_epoch(), [STEPS * 0.03], rtol=1e-5)
+
+
+def test_fresh_callbacks_every_fit_add_no_optimizer_variables():
+    inputs = keras.Input((2,))
+    model = keras.Model(
+        inputs,
+        {
+            "a": keras.layers.Dense(1, name="a")(inputs),
+            "b": keras.layers.Dense(1, name="b")(inputs),
+        },
+    )
+    model.compile(optimizer="adam", loss={"a": "mse", "b": "mse"})
+    x = np.ones((8, 2), "float32")
+    y = {"a": np.ones((8, 1), "float32"), "b": np.zeros((8, 1), "float32")}
+    counts = []
+    for _ in range(4):
+        callbacks = [
+            *km.preset("multiphase", peak_lr=1e-3, balance="dwa"),
+            km.WarmupCosineRestarts(first_cycle_steps=3),
+        ]
+        model.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+        counts.append(len(model.optimizer.variables))
+    assert counts == [counts[0]] * 4
+
+
+def test_a_fresh_callback_starts_from_its_own_initial_state():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    reducing = PlateauLR(monitor="score", mode="min", patience=1, factor=0.5)
+    _, history = fit(model, [Script("score", [1.0]), reducing], epochs=3)
+    assert history["learning_rate"][-1] < 0.1  # it reduced
+    _, history = fit(model, [PlateauLR(monitor="loss", patience=9)], epochs=1)
+    assert history["learning_rate"] == [pytest.approx(0.1)]
+
+
+def test_backup_and_restore_before_the_package_is_refused(tmp_dir):
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    backup = keras.callbacks.BackupAndRestore(tmp_dir)
+    with pytest.raises(ValueError, match="BackupAndRestore.*before PhaseLR"):
+        fit(model, [backup, PhaseLR([{"lr": 0.01}])])
+    # After it, it is fine.
+    fit(model, [PhaseLR([{"lr": 0.01}]), keras.callbacks.BackupAndRestore(tmp_dir)])
