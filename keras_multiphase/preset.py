@@ -22,6 +22,7 @@ import copy
 import difflib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Mapping
 
@@ -266,12 +267,17 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     out = []
     for i, entry in enumerate(entries):
         path = ("callbacks", i)
-        if not isinstance(entry, Mapping) or len(entry) != 1:
+        label = entry.get("name") if isinstance(entry, Mapping) else None
+        classes = (
+            [k for k in entry if k != "name"] if isinstance(entry, Mapping) else []
+        )
+        if len(classes) != 1 or (label is not None and not isinstance(label, str)):
             raise error(
                 path,
-                f"must be one `ClassName: {{arguments}}` mapping. Received: {entry!r}",
+                "must be one `ClassName: {arguments}` mapping, with an optional "
+                f"`name: <str>` to address it in overrides. Received: {entry!r}",
             )
-        ((name, config),) = entry.items()
+        name, config = classes[0], entry[classes[0]]
         if config is not None and not isinstance(config, Mapping):
             raise error(
                 (*path, name),
@@ -297,11 +303,14 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
                     f"is not an argument of {name}; allowed: {allowed}."
                     f"{_suggest(key, allowed)}",
                 )
-        out.append([name, config, (*path, name)])
+        labels = [item[3] for item in out]
+        if label is not None and label in labels:
+            raise error((*path, "name"), f"repeats the entry name {label!r}.")
+        out.append([name, config, (*path, name), label])
     for key, value in dotted.items():
         _apply_dotted(out, key, value, source)
     if rebuild is not None:
-        if not any(name == "AdaptiveBatch" for name, _, _ in out):
+        if not any(item[0] == "AdaptiveBatch" for item in out):
             raise PresetError(
                 f"{source}: override `rebuild` given, but this preset has no "
                 "AdaptiveBatch."
@@ -309,32 +318,85 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
         for item in out:
             if item[0] == "AdaptiveBatch":
                 item[1]["rebuild"] = rebuild
-    return [(name, config, path, error) for name, config, path in out]
+    return [(name, config, path, error) for name, config, path, _ in out]
+
+
+_ADDRESS = re.compile(r"(?P<head>[A-Za-z_][\w-]*)(\[(?P<index>\d+)\])?")
+
+
+def _target_entry(entries, key, source):
+    """The one entry an override's first part names: a class name (when
+    the preset has one entry of that class), `Class[i]` (the i-th entry of
+    that class) or an entry's `name`."""
+    head, *rest = key.split(".")
+    found = _ADDRESS.fullmatch(head)
+    if found is None or not rest:
+        raise PresetError(
+            f"{source}: override `{key}` must be `<entry>.<argument>[.<key>...]`, "
+            "where <entry> is a class name (`PlateauLR`), a class name with "
+            "its position among that class's entries (`WarmupCosineRestarts[1]`) "
+            "or an entry's `name`."
+        )
+    head, index = found["head"], found["index"]
+    named = [item for item in entries if item[3] == head]
+    if named and index is None:
+        return named[0], rest
+    same = [item for item in entries if item[0] == head]
+    if not same:
+        names = [item[3] for item in entries if item[3]]
+        raise PresetError(
+            f"{source}: override `{key}` matches no entry (callbacks: "
+            f"{[item[0] for item in entries]}; names: {names})."
+            f"{_suggest(head, [item[0] for item in entries] + names)}"
+        )
+    if index is not None:
+        if int(index) >= len(same):
+            raise PresetError(
+                f"{source}: override `{key}`: this preset has {len(same)} "
+                f"{head} entr{'y' if len(same) == 1 else 'ies'} (positions 0 to "
+                f"{len(same) - 1}). Received position {index}."
+            )
+        return same[int(index)], rest
+    if len(same) > 1:
+        tail = ".".join(rest)
+        choices = [f"`{head}[{i}].{tail}`" for i in range(len(same))]
+        choices += [f"`{item[3]}.{tail}`" for item in same if item[3]]
+        raise PresetError(
+            f"{source}: override `{key}` is ambiguous: this preset has "
+            f"{len(same)} {head} entries. Address one: {', '.join(choices)}."
+        )
+    return same[0], rest
 
 
 def _apply_dotted(entries, key, value, source) -> None:
-    """`"PhaseLR.phases.1.lr"` -> that nested value of the PhaseLR config."""
-    name, *rest = key.split(".")
-    matches = [item for item in entries if item[0] == name]
-    if not matches or not rest:
-        raise PresetError(
-            f"{source}: override `{key}` matches nothing (callbacks: "
-            f"{[item[0] for item in entries]})."
-        )
-    for item in matches:
-        target = item[1]
-        for part in rest[:-1]:
-            target = _step(target, part, key, source)
-        last = rest[-1]
-        if isinstance(target, list):
-            index = int(last) if last.isdigit() else None
-            if index is None or index >= len(target):
-                raise PresetError(f"{source}: override `{key}` matches nothing.")
-            target[index] = value
-        elif isinstance(target, dict) and last in target:
-            target[last] = value
-        else:
+    """`"PhaseLR.phases.1.ratio"` -> that nested value of one entry's
+    config; a missing last key is set (an argument the YAML omits)."""
+    entry, rest = _target_entry(entries, key, source)
+    name, config = entry[0], entry[1]
+    target = config
+    for part in rest[:-1]:
+        target = _step(target, part, key, source)
+    last = rest[-1]
+    if isinstance(target, list):
+        index = int(last) if last.isdigit() else None
+        if index is None or index >= len(target):
             raise PresetError(f"{source}: override `{key}` matches nothing.")
+        target[index] = value
+        return
+    if not isinstance(target, dict):
+        raise PresetError(f"{source}: override `{key}` matches nothing.")
+    if target is config:
+        allowed = [
+            p
+            for p in inspect.signature(CALLBACKS[name].__init__).parameters
+            if p != "self"
+        ]
+        if last not in allowed:
+            raise PresetError(
+                f"{source}: override `{key}`: `{last}` is not an argument of "
+                f"{name}; allowed: {allowed}.{_suggest(last, allowed)}"
+            )
+    target[last] = value
 
 
 def _step(target, part, key, source):
@@ -350,7 +412,12 @@ def preset(name_or_path: str, **overrides) -> list:
 
     Keyword arguments override the preset's `params` (e.g. `peak_lr=3e-5`);
     a dotted key reaches a nested value
-    (`**{"PhaseLR.phases.1.lr": 3e-5}`); `rebuild=` feeds AdaptiveBatch. An
+    (`**{"PhaseLR.phases.1.ratio": 0.5}`) of one entry: a class name when
+    the preset has one entry of that class, `Class[i]` (its i-th entry of
+    that class) or the entry's `name` (`**{"restarts.cycle_mult": 3.0}`); an
+    argument the YAML omits can be set (`**{"PlateauLR.cooldown": 2}`); an
+    override that names several entries is an error. `rebuild=` feeds
+    AdaptiveBatch. An
     AdaptiveBatch entry without a `rebuild` is skipped with one message.
 
     Example:

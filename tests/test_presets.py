@@ -355,3 +355,42 @@ def test_every_error_is_a_preset_error_naming_the_file(tmp_dir):
     )
     with pytest.raises(PresetError, match=r"'1e-5' is a string.*1.0e-5"):
         preset(trap)
+
+
+def test_overrides_address_one_entry():
+    def restarts(callbacks):
+        return [c for c in callbacks if isinstance(c, km.WarmupCosineRestarts)]
+
+    with pytest.raises(PresetError, match=r"ambiguous.*\[0\]\.min_ratio.*restarts"):
+        preset("multiphase", **{"WarmupCosineRestarts.min_ratio": 0.3})
+    by_position = restarts(
+        preset("multiphase", **{"WarmupCosineRestarts[1].min_ratio": 0.3})
+    )
+    assert [c.min_ratio for c in by_position] == [1.0, 0.3]
+    by_name = restarts(preset("multiphase", **{"restarts.cycle_mult": 3.0}))
+    assert [c.cycle_mult for c in by_name] == [1.0, 3.0]
+    with pytest.raises(PresetError, match=r"positions 0 to 1.*Received position 2"):
+        preset("multiphase", **{"WarmupCosineRestarts[2].min_ratio": 0.3})
+
+
+def test_overrides_set_arguments_the_yaml_omits():
+    (plateau,) = [
+        c
+        for c in preset("multiphase", **{"PlateauLR.cooldown": 2})
+        if isinstance(c, km.PlateauLR)
+    ]
+    assert plateau.cooldown == 2
+    with pytest.raises(PresetError, match=r"`cooldwn` is not an argument.*cooldown"):
+        preset("multiphase", **{"PlateauLR.cooldwn": 2})
+    with pytest.raises(PresetError, match="matches no entry"):
+        preset("multiphase", **{"PlateauLRR.cooldown": 2})
+
+
+def test_entry_names_are_checked(tmp_dir):
+    twice = _write(
+        tmp_dir,
+        "names.yaml",
+        "callbacks:\n  - {name: a, PlateauLR: {}}\n  - {name: a, PlateauLR: {}}\n",
+    )
+    with pytest.raises(PresetError, match="repeats the entry name 'a'"):
+        preset(twice)
