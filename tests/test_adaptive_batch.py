@@ -263,3 +263,67 @@ def test_schedule_by_phase_and_progress_bar_counts(capsys):
         np.testing.assert_array_equal(row, -(epoch + 1.0))
     out = capsys.readouterr().out
     assert "3/3" in out and "12/12" in out
+
+
+def _order_sensitive_model():
+    """A weight moved by SGD on squared errors of varying samples: the
+    result depends on which samples share a batch, and in which order."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="ones")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    return model
+
+
+def _regression(batch_size):
+    del batch_size
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(N, 2)).astype("float32")
+    return x, (x @ np.array([[2.0], [-1.0]]) + rng.normal(0, 0.5, (N, 1))).astype(
+        "float32"
+    )
+
+
+class _Stop(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("killed")
+
+
+def test_resume_restores_the_shuffle_order(tmp_dir):
+    schedule = {0: 32, 2: 16}
+
+    def run(extra, model=None):
+        model = model or _order_sensitive_model()
+        adaptive = AdaptiveBatch(_regression, schedule, shuffle=True, seed=5)
+        model.fit(adaptive.data, epochs=4, verbose=0, callbacks=[adaptive, *extra])
+        return model
+
+    reference = run([]).get_weights()
+    model = _order_sensitive_model()
+    with pytest.raises(RuntimeError):
+        run([keras.callbacks.BackupAndRestore(tmp_dir), _Stop()], model)
+    resumed = run([keras.callbacks.BackupAndRestore(tmp_dir)]).get_weights()
+    for a, b in zip(reference, resumed, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_rebuild_output_is_checked():
+    def ignores_batch_size(batch_size):
+        return pydataset(32)
+
+    model, _ = counting_model()
+    adaptive = AdaptiveBatch(ignores_batch_size, {0: 16})
+    with pytest.raises(ValueError, match=r"rebuild\(16\)` returned data whose first"):
+        model.fit(adaptive.data, epochs=1, verbose=0, callbacks=[adaptive])
+
+    def shrinking(batch_size):
+        x, y = arrays(batch_size)
+        keep = N if batch_size == 32 else N // 2
+        return x[:keep], y[:keep]
+
+    model, _ = counting_model()
+    adaptive = AdaptiveBatch(shrinking, {0: 32, 1: 16})
+    with pytest.raises(ValueError, match=r"rebuild\(16\)` returned 48 samples.*96"):
+        model.fit(adaptive.data, epochs=2, verbose=0, callbacks=[adaptive])

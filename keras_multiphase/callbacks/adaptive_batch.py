@@ -78,8 +78,9 @@ class _Source:
             self.samples = sizes.pop()
             self.length = math.ceil(self.samples / batch_size)
             self._shuffle = shuffle
-            self._rng = np.random.default_rng(seed)
+            self._seed = seed
             self._order = np.arange(self.samples)
+            self._served = 0
         else:
             raise ValueError(
                 "AdaptiveBatch: `rebuild(batch_size)` must return a "
@@ -87,18 +88,41 @@ class _Source:
                 f"(x, y[, sample_weight]) tuple. Received: {type(data).__name__}"
             )
 
-    def new_epoch(self) -> None:
+    def new_epoch(self, epoch: int) -> None:
         if self.kind == "tf":
             self._iterator = None
         if self.kind == "arrays" and self._shuffle:
-            self._order = self._rng.permutation(self.samples)
+            # A function of (seed, epoch): a resumed run shuffles epoch k as
+            # the uninterrupted one did.
+            rng = np.random.default_rng([self._seed, epoch])
+            self._order = rng.permutation(self.samples)
+        if self.kind == "arrays":
+            self._served = 0
         if self.kind == "pydataset":
             self.data.on_epoch_end()
+
+    def first_batch_size(self) -> int:
+        """Samples in the first batch (read once, for the checks)."""
+        if self.kind == "arrays":
+            return min(self.batch_size, self.samples)
+        if self.kind == "pydataset":
+            batch = self.data[0]
+        else:
+            batch = next(iter(self.data.take(1)))
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        return int(np.shape(keras.tree.flatten(x)[0])[0])
 
     def __getitem__(self, index: int):
         if self.kind == "pydataset":
             return self.data[index]
         if self.kind == "arrays":
+            # Served in our order, whatever index `fit` asks for: `fit`
+            # shuffles the indices with the global NumPy RNG, which a
+            # resumed run does not restore; ours is a function of the epoch.
+            # `fit` asks each index of an epoch once, so every sample is
+            # still used once.
+            index = self._served % self.length
+            self._served += 1
             rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
             batch = tuple(
                 None
@@ -265,6 +289,7 @@ class AdaptiveBatch(LRCallback):
         self.verbose = check_int("verbose", verbose)
         self.data = AdaptiveData(self)
         self._current = None  # (batch_size, _Source)
+        self._sample_range = None  # (low, high, batch size): samples seen
         self._epoch_iterator = None
         self._progbars = []
 
@@ -354,8 +379,41 @@ class AdaptiveBatch(LRCallback):
     def _set_batch_size(self, batch_size: int) -> None:
         if self._current is not None and self._current[0] == batch_size:
             return
-        data = self.rebuild(batch_size)
-        self._current = (batch_size, _Source(data, batch_size, self.shuffle, self.seed))
+        self._current = (batch_size, self._checked_source(batch_size, self.shuffle))
+
+    def _checked_source(self, batch_size: int, shuffle: bool) -> _Source:
+        """`rebuild(batch_size)`, checked: batches of `batch_size`, and the
+        same samples as every other batch size (else an epoch would train on
+        another data set, and `batch_size` would be logged wrongly)."""
+        source = _Source(self.rebuild(batch_size), batch_size, shuffle, self.seed)
+        first = source.first_batch_size()
+        if first != batch_size and not (source.length == 1 and first < batch_size):
+            raise ValueError(
+                f"AdaptiveBatch: `rebuild({batch_size})` returned data whose "
+                f"first batch has {first} samples. `rebuild(batch_size)` must "
+                "batch the data at the batch size it is given."
+            )
+        if source.kind == "arrays":
+            low = high = source.samples
+        else:  # n samples in `length` batches of `batch_size`
+            low, high = (source.length - 1) * batch_size + 1, source.length * batch_size
+        seen = self._sample_range
+        if seen is not None and (low > seen[1] or high < seen[0]):
+
+            def count(lo, hi):
+                return f"{lo}" if lo == hi else f"{lo} to {hi}"
+
+            raise ValueError(
+                f"AdaptiveBatch: `rebuild({batch_size})` returned {count(low, high)} "
+                f"samples, but `rebuild({seen[2]})` returned "
+                f"{count(seen[0], seen[1])}. Every batch size must cover the "
+                "same samples."
+            )
+        if seen is None:
+            self._sample_range = (low, high, batch_size)
+        else:
+            self._sample_range = (max(low, seen[0]), min(high, seen[1]), seen[2])
+        return source
 
     @property
     def _batch_size(self) -> int:
@@ -383,7 +441,7 @@ class AdaptiveBatch(LRCallback):
                 if self._current is not None and self._current[0] == size:
                     lengths[size] = self._current[1].length
                 else:
-                    lengths[size] = _Source(self.rebuild(size), size, False, 0).length
+                    lengths[size] = self._checked_source(size, False).length
             per_epoch.append(lengths[size])
         return _EpochMap(per_epoch)
 
@@ -484,7 +542,7 @@ class AdaptiveBatch(LRCallback):
                 size = min(size, self._max_batch_size)
         previous = self._current[0] if self._current else None
         self._set_batch_size(size)
-        self._current[1].new_epoch()
+        self._current[1].new_epoch(epoch)
         self._scale.assign(self._lr_scale(size))
         steps = self._current[1].length
         self._composer.epoch_steps_hint = steps
