@@ -17,6 +17,7 @@ from keras_multiphase._validation import (
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.schedules.phase_schedule import NEVER
 from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
+    check_bool,
     validate_cycle_args,
     warmup_cosine_factor,
 )
@@ -80,6 +81,11 @@ class WarmupCosineRestarts(LRCallback):
             the schedule to.
         start_epoch: Optional float. First epoch of the scope.
         end_epoch: Optional float. Epoch where the scope ends.
+        warmup_prefix: Bool. True (default): the cycles start after the
+            warmup (the warmup is a prefix). False: timm's
+            `CosineLRScheduler` convention (its default,
+            `warmup_prefix=False`): cycles are counted from the start and
+            the warmup replaces the first steps of the first cycle.
     """
 
     lr_role = FACTOR
@@ -100,8 +106,10 @@ class WarmupCosineRestarts(LRCallback):
         phases: Sequence[str | int] | None = None,
         start_epoch: float | None = None,
         end_epoch: float | None = None,
+        warmup_prefix: bool = True,
     ):
         super().__init__()
+        self.warmup_prefix = check_bool("warmup_prefix", warmup_prefix)
         _exclusive(
             "first_cycle_steps",
             first_cycle_steps,
@@ -270,6 +278,7 @@ class WarmupCosineRestarts(LRCallback):
             warmup_start_ratio=self.warmup_start_ratio,
             warmup_each_cycle=self.warmup_each_cycle,
             max_cycles=self.max_cycles,
+            warmup_prefix=self.warmup_prefix,
             xp=xp,
         )
         return xp.where(inside, factor, xp.ones_like(factor))
@@ -290,4 +299,5 @@ class WarmupCosineRestarts(LRCallback):
             "phases": self.phases,
             "start_epoch": self.start_epoch,
             "end_epoch": self.end_epoch,
+            "warmup_prefix": self.warmup_prefix,
         }

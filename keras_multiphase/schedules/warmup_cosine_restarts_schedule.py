@@ -43,12 +43,17 @@ def warmup_cosine_factor(
     warmup_start_ratio: float = 0.0,
     warmup_each_cycle: bool = False,
     max_cycles: int | None = None,
+    warmup_prefix: bool = True,
     xp=ops,
 ):
     """Multiplier in `[min_ratio, 1]` at `t` steps into the schedule.
 
     `min_ratio` may be a tensor (it is when set from `min_lr`). `xp` is
-    `keras.ops` or `keras_multiphase.schedules.numpy_ops`.
+    `keras.ops` or `keras_multiphase.schedules.numpy_ops`. With
+    `warmup_prefix` (this package's default) the cycles start after the
+    warmup; without it (timm's `CosineLRScheduler` default,
+    `warmup_prefix=False`) they are counted from step 0 and the warmup
+    replaces the beginning of the first cycle.
     """
 
     def _f32(x):
@@ -58,7 +63,7 @@ def warmup_cosine_factor(
     r = xp.zeros_like(t) + _f32(min_ratio)
     ws = _f32(warmup_start_ratio)
     w = float(warmup_steps)
-    u = xp.maximum(t - _f32(w), 0.0)
+    u = xp.maximum(t - _f32(w), 0.0) if warmup_prefix else t
     if cycle_mult == 1.0:
         index = xp.floor(u / _f32(first_cycle_steps))
         start = index * _f32(first_cycle_steps)
@@ -87,6 +92,14 @@ def warmup_cosine_factor(
         warm = ws + (1.0 - ws) * t / _f32(w)
         factor = xp.where(t < _f32(w), warm, factor)
     return factor
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r}"
+        )
+    return value
 
 
 def validate_cycle_args(
@@ -168,6 +181,10 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
             `warmup_steps` steps of warmup (counted inside the cycle).
         max_cycles: Optional int. After this many cycles the rate stays at
             its minimum.
+        warmup_prefix: Bool. True (default): the cycles start after the
+            warmup. False: timm's `CosineLRScheduler` convention (its
+            default, `warmup_prefix=False`): cycles are counted from step 0,
+            the warmup takes the place of the first cycle's first steps.
     """
 
     def __init__(
@@ -181,8 +198,10 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
         warmup_start_ratio: float = 0.0,
         warmup_each_cycle: bool = False,
         max_cycles: int | None = None,
+        warmup_prefix: bool = True,
     ):
         check_positive("initial_learning_rate", initial_learning_rate)
+        check_bool("warmup_prefix", warmup_prefix)
         check_int("first_cycle_steps", first_cycle_steps, minimum=1)
         check_int("warmup_steps", warmup_steps, minimum=0)
         check_ratio("min_ratio", min_ratio)
@@ -211,6 +230,7 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
         self.warmup_start_ratio = float(warmup_start_ratio)
         self.warmup_each_cycle = bool(warmup_each_cycle)
         self.max_cycles = None if max_cycles is None else int(max_cycles)
+        self.warmup_prefix = bool(warmup_prefix)
 
     def __call__(self, step):
         factor = warmup_cosine_factor(
@@ -223,6 +243,7 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
             warmup_start_ratio=self.warmup_start_ratio,
             warmup_each_cycle=self.warmup_each_cycle,
             max_cycles=self.max_cycles,
+            warmup_prefix=self.warmup_prefix,
         )
         return _f32(self.initial_learning_rate) * factor
 
@@ -237,4 +258,5 @@ class WarmupCosineRestartsSchedule(keras.optimizers.schedules.LearningRateSchedu
             "warmup_start_ratio": self.warmup_start_ratio,
             "warmup_each_cycle": self.warmup_each_cycle,
             "max_cycles": self.max_cycles,
+            "warmup_prefix": self.warmup_prefix,
         }

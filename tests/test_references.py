@@ -1,0 +1,115 @@
+"""Presets and schedules against the references they name, step by step:
+Hugging Face `get_wsd_schedule`, timm `CosineLRScheduler`, PyTorch
+`OneCycleLR`. The references are transcribed in NumPy from their sources
+(PyTorch's own scheduler is used when torch is installed)."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from helpers import fit_probe, rate_probe, weight
+
+from keras_multiphase import WarmupCosineRestarts, preview
+
+
+def hf_wsd(step, warmup, stable, decay, min_lr_ratio, num_cycles=0.5):
+    """transformers.optimization._get_wsd_scheduler_lambda, linear warmup,
+    cosine decay."""
+    if step < warmup:
+        progress = step / max(1, warmup)
+        return max(0.0, progress * (1.0 - min_lr_ratio) + min_lr_ratio)
+    if step < warmup + stable:
+        return 1.0
+    if step < warmup + stable + decay:
+        progress = (step - warmup - stable) / max(1, decay)
+        factor = 0.5 * (1.0 + math.cos(math.pi * num_cycles * 2.0 * progress))
+        return max(0.0, factor * (1.0 - min_lr_ratio) + min_lr_ratio)
+    return min_lr_ratio
+
+
+@pytest.mark.parametrize("epochs, steps", [(10, 5), (7, 3), (20, 11)])
+def test_wsd_equals_hugging_face_get_wsd_schedule(epochs, steps):
+    peak = 1e-3
+    total = epochs * steps
+    decay = total - int(round(0.8 * epochs * steps))
+    rates = preview("wsd", epochs=epochs, steps_per_epoch=steps, base_lr=peak)[
+        "learning_rate"
+    ]
+    want = [
+        peak * hf_wsd(t, steps, total - steps - decay, decay, 0.01)
+        for t in range(total)
+    ]
+    np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-12)
+    assert rates[0] == pytest.approx(0.01 * peak)  # not 0: the first batch trains
+
+
+def timm_cosine(
+    t,
+    t_initial,
+    warmup_t,
+    warmup_lr_init,
+    base,
+    lr_min,
+    cycle_mul,
+    cycle_decay,
+    warmup_prefix=False,
+):
+    """timm.scheduler.CosineLRScheduler._get_lr (cycle_limit unbounded)."""
+    if t < warmup_t:
+        return warmup_lr_init + t * (base - warmup_lr_init) / warmup_t
+    if warmup_prefix:
+        t = t - warmup_t
+    if cycle_mul != 1:
+        i = math.floor(math.log(1 - t / t_initial * (1 - cycle_mul), cycle_mul))
+        t_i = cycle_mul**i * t_initial
+        t_curr = t - (1 - cycle_mul**i) / (1 - cycle_mul) * t_initial
+    else:
+        i = t // t_initial
+        t_i = t_initial
+        t_curr = t - t_initial * i
+    lr_max = base * cycle_decay**i
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t_curr / t_i))
+
+
+@pytest.mark.parametrize("warmup_prefix", [False, True])
+@pytest.mark.parametrize("cycle_mult", [1.0, 2.0])
+def test_warmup_cosine_restarts_equals_timm(warmup_prefix, cycle_mult):
+    base, epochs, steps = 0.1, 14, 5
+    callback = WarmupCosineRestarts(
+        first_cycle_steps=10,
+        cycle_mult=cycle_mult,
+        cycle_decay=0.8,
+        min_ratio=0.05,
+        warmup_steps=3,
+        warmup_start_ratio=0.1,
+        warmup_prefix=warmup_prefix,
+    )
+    rates = preview([callback], epochs=epochs, steps_per_epoch=steps, base_lr=base)[
+        "learning_rate"
+    ]
+    want = [
+        timm_cosine(
+            t, 10, 3, 0.1 * base, base, 0.05 * base, cycle_mult, 0.8, warmup_prefix
+        )
+        for t in range(epochs * steps)
+    ]
+    np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-9)
+    # Through the step, too (SGD probe: -w is the sum of applied rates).
+    model, _, _ = fit_probe(
+        [
+            WarmupCosineRestarts(
+                first_cycle_steps=10,
+                cycle_mult=cycle_mult,
+                cycle_decay=0.8,
+                min_ratio=0.05,
+                warmup_steps=3,
+                warmup_start_ratio=0.1,
+                warmup_prefix=warmup_prefix,
+            )
+        ],
+        epochs=epochs,
+        steps_per_epoch=steps,
+        model=rate_probe(keras.optimizers.SGD(base)),
+    )
+    np.testing.assert_allclose(-weight(model), sum(want), rtol=1e-5)
