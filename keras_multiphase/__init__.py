@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AdaptiveBatch": "keras_multiphase.callbacks",
     "LossWeightBalancer": "keras_multiphase.callbacks",
+    "OneCycle": "keras_multiphase.callbacks",
     "PhaseLR": "keras_multiphase.callbacks",
     "PlateauLR": "keras_multiphase.callbacks",
     "TrainingDynamicsMonitor": "keras_multiphase.callbacks",

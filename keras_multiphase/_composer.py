@@ -70,8 +70,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             for other_key, other in self.providers.items():
                 if other.lr_role == BASE and other_key != key:
                     raise ValueError(
-                        "Only one PhaseLR can drive an optimizer. Received a "
-                        f"second one ({key!r}) while {other_key!r} is attached."
+                        "Only one base schedule (PhaseLR or OneCycle) can drive "
+                        f"an optimizer. Received {key!r} while {other_key!r} "
+                        "is attached."
                     )
         self.providers[key] = provider
         self._epoch_cache = None
@@ -136,11 +137,21 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             # Plain PyTorch runs this op by op at every step: serve the rate
             # from the table computed at the start of the epoch instead.
             step = int(np.asarray(keras.ops.convert_to_numpy(step)))
+            self._in_step(np.float32(step), numpy_ops)
             start, table = self._table
             if start <= step < start + len(table):
                 return table[step - start]
             return self.evaluate(step)
+        self._in_step(ops.cast(step, "float32"), ops)
         return self.compose(step, ops)
+
+    def _in_step(self, step, xp) -> None:
+        """Per-step side effects of providers (OneCycle's momentum), run
+        where the optimizer asks for the rate: inside the compiled step,
+        before its update reads them."""
+        for _, provider in self._sorted():
+            if hasattr(provider, "in_step"):
+                provider.in_step(step, xp)
 
     def evaluate(self, steps):
         """The composed rate at `steps`, computed in NumPy (no graph)."""

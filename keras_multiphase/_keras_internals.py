@@ -149,3 +149,39 @@ def running_fit_callbacks() -> list | None:
         return None
     finally:
         del frame
+
+
+_NONZERO_CLASSES: dict = {}
+
+
+def as_nonzero_momentum(variable) -> None:
+    """Lets `variable` stand for SGD's or RMSprop's `momentum` float.
+
+    Their update tests `self.momentum != 0` (SGD) or `> 0` (RMSprop) in
+    Python inside the traced step, where a variable's comparison is a
+    tensor (JAX raises on its truth value). The variable's class becomes a
+    subclass that answers those two tests against 0 as the float it
+    replaces would (a cycled momentum is never 0) and compares as usual
+    otherwise. Checked on Keras 3.8.0 and 3.15.1.
+    """
+    base = type(variable)
+    cls = _NONZERO_CLASSES.get(base)
+    if cls is None:
+
+        def not_equal(self, other):
+            if isinstance(other, (int, float)) and other == 0:
+                return True
+            return base.__ne__(self, other)
+
+        def greater(self, other):
+            if isinstance(other, (int, float)) and other == 0:
+                return True
+            return base.__gt__(self, other)
+
+        cls = type(
+            f"NonzeroMomentum{base.__name__}",
+            (base,),
+            {"__ne__": not_equal, "__gt__": greater, "__hash__": base.__hash__},
+        )
+        _NONZERO_CLASSES[base] = cls
+    variable.__class__ = cls

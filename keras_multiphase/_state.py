@@ -183,6 +183,9 @@ def _patch_saving(optimizer, state) -> None:
         rate = getattr(optimizer, "_learning_rate", None)
         if hasattr(rate, "current_rate"):
             config["learning_rate"] = float(rate.current_rate())
+        for name in ("beta_1", "momentum"):  # cycled by OneCycle
+            if isinstance(config.get(name), keras.Variable):
+                config[name] = float(np.asarray(config[name].numpy()))
         return config
 
     # Instance attributes: only this optimizer is affected.

@@ -32,6 +32,7 @@ from keras_multiphase._preset_files import presets, shipped
 from keras_multiphase.callbacks import (
     AdaptiveBatch,
     LossWeightBalancer,
+    OneCycle,
     PhaseLR,
     PlateauLR,
     WarmupCosineRestarts,
@@ -41,6 +42,7 @@ CALLBACKS = {
     cls.__name__: cls
     for cls in (
         PhaseLR,
+        OneCycle,
         WarmupCosineRestarts,
         PlateauLR,
         LossWeightBalancer,

@@ -20,6 +20,7 @@ PUBLIC = [
     km.PhaseSchedule,
     km.WarmupCosineRestartsSchedule,
     km.find_lr,
+    km.OneCycle,
     km.scale_outputs,
 ]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import fit_probe, rate_probe, weight
 
-from keras_multiphase import WarmupCosineRestarts, preview
+from keras_multiphase import OneCycle, WarmupCosineRestarts, preview
 
 
 def hf_wsd(step, warmup, stable, decay, min_lr_ratio, num_cycles=0.5):
@@ -113,3 +113,85 @@ def test_warmup_cosine_restarts_equals_timm(warmup_prefix, cycle_mult):
         model=rate_probe(keras.optimizers.SGD(base)),
     )
     np.testing.assert_allclose(-weight(model), sum(want), rtol=1e-5)
+
+
+def torch_one_cycle(total, max_lr, optimizer="sgd", **kwargs):
+    """Per-step (lr, momentum) of PyTorch's OneCycleLR."""
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.zeros(1))
+    if optimizer == "sgd":
+        opt = torch.optim.SGD([param], lr=max_lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam([param], lr=max_lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=max_lr, total_steps=total, **kwargs
+    )
+    rates, momenta = [], []
+    for _ in range(total):
+        group = opt.param_groups[0]
+        rates.append(group["lr"])
+        momenta.append(group["betas"][0] if "betas" in group else group["momentum"])
+        opt.step()
+        scheduler.step()
+    return np.array(rates), np.array(momenta)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"three_phase": True}, {"anneal_strategy": "linear", "pct_start": 0.25}],
+    ids=["default", "three_phase", "linear"],
+)
+@pytest.mark.parametrize("epochs, steps", [(10, 10), (7, 3)])
+def test_one_cycle_equals_pytorch_one_cycle_lr(kwargs, epochs, steps):
+    total = epochs * steps
+    want, _ = torch_one_cycle(total, 0.01, **kwargs)
+    rates = preview(
+        [OneCycle(max_lr=0.01, **kwargs)], epochs=epochs, steps_per_epoch=steps
+    )["learning_rate"]
+    # float32 cos: absolute error ~1e-7 of the peak where the rate is tiny.
+    np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-7 * 0.01)
+    default = preview("one_cycle", epochs=epochs, steps_per_epoch=steps)
+    if not kwargs:
+        np.testing.assert_allclose(
+            default["learning_rate"],
+            torch_one_cycle(total, 1e-3)[0],
+            rtol=1e-5,
+            atol=1e-7 * 1e-3,
+        )
+
+
+def test_one_cycle_cycles_sgd_momentum_inside_the_step():
+    """SGD with momentum on the probe (gradient 1): Keras's update is
+    m <- mu_t m - lr_t, w <- w + m; replayed with PyTorch's lr_t and mu_t."""
+    epochs, steps = 4, 5
+    total = epochs * steps
+    rates, momenta = torch_one_cycle(total, 0.1)
+    model = rate_probe(keras.optimizers.SGD(0.1, momentum=0.9))
+    fit_probe([OneCycle()], epochs=epochs, steps_per_epoch=steps, model=model)
+    w, m = 0.0, 0.0
+    for lr, mu in zip(rates, momenta, strict=True):
+        m = mu * m - lr
+        w += m
+    np.testing.assert_allclose(weight(model), w, rtol=1e-4)
+    # The optimizer gets its own momentum back.
+    assert model.optimizer.momentum == 0.9
+
+
+def test_one_cycle_cycles_adam_beta_1_inside_the_step():
+    """Adam on the probe (gradient 1), replayed in NumPy with PyTorch's
+    per-step lr and beta_1 (Keras's update: bias corrections with the
+    current beta_1, as PyTorch's)."""
+    epochs, steps = 3, 4
+    total = epochs * steps
+    rates, betas = torch_one_cycle(total, 0.05, optimizer="adam")
+    eps, beta_2 = 1e-7, 0.999
+    model = rate_probe(keras.optimizers.Adam(0.05, epsilon=eps))
+    fit_probe([OneCycle()], epochs=epochs, steps_per_epoch=steps, model=model)
+    w, m, v = 0.0, 0.0, 0.0
+    for t, (lr, b1) in enumerate(zip(rates, betas, strict=True), start=1):
+        m += (1.0 - m) * (1 - b1)
+        v += (1.0 - v) * (1 - beta_2)
+        alpha = lr * math.sqrt(1 - beta_2**t) / (1 - b1**t)
+        w -= alpha * m / (math.sqrt(v) + eps)
+    np.testing.assert_allclose(weight(model), w, rtol=1e-4)
+    assert model.optimizer.beta_1 == 0.9

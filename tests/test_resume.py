@@ -174,3 +174,30 @@ def test_keras_file_saved_mid_training_loads_without_the_package(tmp_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.split()[-1]) == pytest.approx(saver.rate, rel=1e-6)
     assert saver.rate == pytest.approx(0.03 * 0.5**0, rel=0.6)  # a phase-2 rate
+
+
+def test_keras_file_saved_mid_one_cycle_stores_plain_floats(tmp_dir):
+    import os
+    import subprocess
+    import sys
+
+    from keras_multiphase import OneCycle
+
+    path = os.path.join(tmp_dir, "cycle.keras")
+    saver = SaveAt(path, epoch=1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    x, y = probe_data(STEPS)
+    model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[OneCycle(), saver])
+    assert model.optimizer.beta_1 == 0.9  # given back after the fit
+    code = (
+        "import sys, keras\n"
+        f"model = keras.saving.load_model({path!r})\n"
+        "assert 'keras_multiphase' not in sys.modules\n"
+        "beta = model.optimizer.beta_1\n"
+        "assert isinstance(beta, float), type(beta)\n"
+        "print(beta)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 0.85 <= float(done.stdout.split()[-1]) < 0.95  # mid-cycle momentum

@@ -7,6 +7,7 @@ import pytest
 from keras_multiphase import (
     AdaptiveBatch,
     LossWeightBalancer,
+    OneCycle,
     PhaseLR,
     PhaseSchedule,
     PlateauLR,
@@ -84,6 +85,7 @@ CALLBACKS = [
     LossWeightBalancer(strategy="schedule", schedule={0: {"a": 1.0}, 3: {"a": 2.0}}),
     AdaptiveBatch(rebuild, schedule={0: 32, 2: 16}, lr_scaling="sqrt", seed=3),
     TrainingDynamicsMonitor(stop_on=["plateau"], plateau_patience=4),
+    OneCycle(max_lr=0.01, three_phase=True, anneal_strategy="linear", total_steps=50),
 ]
 
 

@@ -6,6 +6,7 @@ from keras_multiphase.callbacks.monitor import (
     TrainingDynamicsMonitor,
     TrainingDynamicsWarning,
 )
+from keras_multiphase.callbacks.one_cycle import OneCycle
 from keras_multiphase.callbacks.phase_lr import PhaseLR
 from keras_multiphase.callbacks.plateau_lr import PlateauLR
 from keras_multiphase.callbacks.warmup_cosine_restarts import (
@@ -15,6 +16,7 @@ from keras_multiphase.callbacks.warmup_cosine_restarts import (
 __all__ = [
     "AdaptiveBatch",
     "LossWeightBalancer",
+    "OneCycle",
     "PhaseLR",
     "PlateauLR",
     "TrainingDynamicsMonitor",

@@ -1,0 +1,256 @@
+"""OneCycle: the 1cycle policy, step for step as PyTorch's `OneCycleLR`."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_multiphase import _keras_internals
+from keras_multiphase._composer import BASE
+from keras_multiphase._validation import (
+    check_choice,
+    check_number,
+    check_positive,
+    check_ratio,
+)
+from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.schedules import numpy_ops
+from keras_multiphase.schedules.phase_schedule import phase_index
+from keras_multiphase.schedules.warmup_cosine_restarts_schedule import check_bool
+
+ANNEAL = ("cos", "linear")
+# Optimizer attributes that hold a momentum, as PyTorch cycles `betas[0]` or
+# `momentum`.
+MOMENTUM_ATTRIBUTES = ("beta_1", "momentum")
+
+
+def _anneal(kind, start, end, pct, xp):
+    if kind == "cos":
+        return end + (start - end) / 2.0 * (xp.cos(math.pi * pct) + 1.0)
+    return (end - start) * pct + start
+
+
+@keras.saving.register_keras_serializable(package="keras_multiphase")
+class OneCycle(LRCallback):
+    """The 1cycle policy (Smith & Topin 2018), as PyTorch's `OneCycleLR`.
+
+    The rate rises from `max_lr / div_factor` to `max_lr` over the first
+    `pct_start` of the run, then anneals to `max_lr / div_factor /
+    final_div_factor`; with `three_phase=True` it first comes back to the
+    initial rate, then anneals. The momentum (`beta_1` of Adam-like
+    optimizers, `momentum` of SGD or RMSprop when it is not 0) moves the
+    other way, between `max_momentum` and `base_momentum`, as PyTorch and
+    fastai do. Phase boundaries are PyTorch's: the first phase ends at step
+    `pct_start * total_steps - 1`, the last at `total_steps - 1`; every
+    step's rate and momentum equal `OneCycleLR`'s (tested against it). The
+    rate is the base of this package's composition (like `PhaseLR`, with
+    which it cannot be combined); the momentum is set inside the compiled
+    step, and the optimizer gets its own back when the fit ends.
+
+    ```
+    pct = (step - phase start) / (phase end - phase start)
+    cos:    end + (start - end) / 2 * (1 + cos(pi * pct))
+    linear: start + (end - start) * pct
+    ```
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> history = model.fit(np.ones((40, 4)), np.ones((40, 1)), epochs=10,
+    ...                     batch_size=8, verbose=0,
+    ...                     callbacks=[OneCycle(max_lr=1e-2)])
+    >>> rates = history.history["learning_rate"]
+    >>> round(rates[0], 6), max(rates) <= 1e-2
+    (0.0004, True)
+
+    Args:
+        max_lr: Optional float > 0. The peak rate; defaults to the
+            optimizer's own rate.
+        pct_start: Float in (0, 1). Share of the run spent rising.
+        div_factor: Float > 0. `initial rate = max_lr / div_factor`.
+        final_div_factor: Float > 0. `final rate = initial / final_div_factor`.
+        anneal_strategy: Str. `"cos"` or `"linear"`.
+        three_phase: Bool. PyTorch's `three_phase`.
+        cycle_momentum: Bool. Cycle the optimizer's momentum.
+        base_momentum: Float in [0, 1]. The momentum at the peak rate.
+        max_momentum: Float in [0, 1]. The momentum at the ends.
+        total_steps: Optional int. Steps of the cycle; defaults to the
+            run's (`epochs` x steps per epoch).
+    """
+
+    lr_role = BASE
+
+    def __init__(
+        self,
+        max_lr: float | None = None,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        anneal_strategy: str = "cos",
+        three_phase: bool = False,
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        total_steps: int | None = None,
+    ):
+        super().__init__()
+        self.max_lr = None if max_lr is None else check_positive("max_lr", max_lr)
+        self.pct_start = check_ratio("pct_start", pct_start, upper_open=True)
+        if self.pct_start <= 0:
+            raise ValueError(
+                "Argument `pct_start` must be in (0, 1). "
+                f"Received: pct_start={pct_start!r}"
+            )
+        self.div_factor = check_positive("div_factor", div_factor)
+        self.final_div_factor = check_positive("final_div_factor", final_div_factor)
+        self.anneal_strategy = check_choice("anneal_strategy", anneal_strategy, ANNEAL)
+        self.three_phase = check_bool("three_phase", three_phase)
+        self.cycle_momentum = check_bool("cycle_momentum", cycle_momentum)
+        self.base_momentum = check_ratio("base_momentum", base_momentum)
+        self.max_momentum = check_ratio("max_momentum", max_momentum)
+        if total_steps is not None:
+            total_steps = int(check_number("total_steps", total_steps, "an int >= 2"))
+            if total_steps < 2:
+                raise ValueError(
+                    "Argument `total_steps` must be >= 2. "
+                    f"Received: total_steps={total_steps}"
+                )
+        self.total_steps = total_steps
+        self._phases = None  # [(end step, start lr, end lr, start m, end m)]
+        self._momentum = None  # (attribute, original value, variable)
+
+    # -- phases ----------------------------------------------------------
+    @property
+    def phase_names(self) -> list[str]:
+        if self.three_phase:
+            return ["up", "down", "anneal"]
+        return ["up", "anneal"]
+
+    def phase_indices(self, names_or_indices) -> list[int]:
+        out = []
+        for item in names_or_indices:
+            if isinstance(item, int) and 0 <= item < len(self.phase_names):
+                out.append(item)
+            elif item in self.phase_names:
+                out.append(self.phase_names.index(item))
+            else:
+                raise ValueError(
+                    f"Unknown phase {item!r}. OneCycle has phases {self.phase_names}."
+                )
+        return out
+
+    def _resolve(self, steps, epochs) -> None:
+        total = self.total_steps
+        if total is None:
+            total = self.epochs_to_steps(epochs, steps, "the run's length")
+        if total < 2:
+            raise ValueError(f"OneCycle needs a run of at least 2 steps; got {total}.")
+        peak = self.max_lr
+        if peak is None:
+            peak = float(self._composer.original_rate(np.float32(0), numpy_ops))
+        initial = peak / self.div_factor
+        final = initial / self.final_div_factor
+        hi, lo = self.max_momentum, self.base_momentum
+        up_end = float(self.pct_start * total) - 1
+        if self.three_phase:
+            self._phases = [
+                (up_end, initial, peak, hi, lo),
+                (float(2 * self.pct_start * total) - 2, peak, initial, lo, hi),
+                (total - 1.0, initial, final, hi, hi),
+            ]
+        else:
+            self._phases = [
+                (up_end, initial, peak, hi, lo),
+                (total - 1.0, peak, final, lo, hi),
+            ]
+
+    def trace_signature(self):
+        return ("one_cycle", tuple(self._phases or ()), self._momentum is not None)
+
+    def _value(self, step, which: int, xp):
+        """Rate (`which=1`) or momentum (`which=3`) at `step`, PyTorch's way:
+        the first phase whose end step is >= step (the last one after)."""
+        step = xp.cast(step, "float32")
+        value = None
+        start = 0.0
+        pieces = []
+        for end, *values in self._phases:
+            span = max(end - start, 1e-12)
+            pct = xp.clip((step - start) / span, 0.0, 1.0)
+            first, last = values[which - 1], values[which]
+            pieces.append((end, _anneal(self.anneal_strategy, first, last, pct, xp)))
+            start = end
+        value = pieces[-1][1]
+        for end, piece in reversed(pieces[:-1]):
+            value = xp.where(step <= end, piece, value)
+        return value
+
+    def base_rate(self, step, xp=ops):
+        return self._value(step, 1, xp)
+
+    def starts(self, xp=ops):
+        starts = [0.0] + [math.floor(end) + 1.0 for end, *_ in self._phases[:-1]]
+        return [xp.convert_to_tensor(s, "float32") for s in starts]
+
+    def phase_at(self, step, xp=ops):
+        return phase_index(step, self.starts(xp), xp)
+
+    # -- momentum --------------------------------------------------------
+    def _create_state(self, store) -> None:
+        self._store = store
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.cycle_momentum and self._momentum is None:
+            self._install_momentum()
+
+    def _install_momentum(self) -> None:
+        from keras_multiphase._state import unwrap_optimizer
+
+        optimizer = unwrap_optimizer(self._optimizer)
+        for name in MOMENTUM_ATTRIBUTES:
+            value = getattr(optimizer, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if name == "momentum" and value == 0:
+                    continue  # no momentum buffer to cycle (Keras SGD, RMSprop)
+                variable = self._store.variable(
+                    f"{self._key}.momentum", self._value(0, 3, numpy_ops)
+                )
+                if name == "momentum":
+                    _keras_internals.as_nonzero_momentum(variable)
+                object.__setattr__(optimizer, name, variable)
+                self._momentum = (optimizer, name, value, variable)
+                self._composer.prepare(self.model)  # retrace with the variable
+                return
+
+    def in_step(self, step, xp=ops) -> None:
+        """Sets the momentum of `step`; called by the composed rate inside
+        the compiled step, before the optimizer's update reads it."""
+        if self._momentum is not None:
+            self._momentum[3].assign(self._value(step, 3, xp))
+
+    def _end_of_fit(self) -> None:
+        if self._momentum is not None:
+            optimizer, name, value, _ = self._momentum
+            object.__setattr__(optimizer, name, value)
+            self._momentum = None
+        super()._end_of_fit()
+
+    def get_config(self) -> dict:
+        return {
+            "max_lr": self.max_lr,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+            "anneal_strategy": self.anneal_strategy,
+            "three_phase": self.three_phase,
+            "cycle_momentum": self.cycle_momentum,
+            "base_momentum": self.base_momentum,
+            "max_momentum": self.max_momentum,
+            "total_steps": self.total_steps,
+        }
