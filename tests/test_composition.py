@@ -99,7 +99,7 @@ def test_phase_lr_replaces_a_user_schedule_with_a_warning():
 
 
 def test_two_phase_lrs_are_refused():
-    with pytest.raises(ValueError, match="Only one PhaseLR"):
+    with pytest.raises(ValueError, match="Only one base schedule"):
         fit_probe(
             [PhaseLR([{"lr": 0.1}]), PhaseLR([{"lr": 0.2}])],
             epochs=1,

@@ -104,8 +104,13 @@ class LossWeightBalancer(keras.callbacks.Callback):
     Strategies (`strategy=`):
 
     * `"magnitude"`: `w_i ~ target_i / EMA(L_i)`, so each component
-      contributes equally (or in the proportions `targets`). This fixes one
-      head whose loss is 100x the others.
+      contributes equally (or in the proportions `targets`). Risk, measured
+      (benchmarks/README.md): a head whose loss is large because its target
+      is unnormalised gets a weight near 0 (2e-6 to 3e-4) and never reaches
+      its scale; on the benchmark problems the dominant head's final MAE was
+      1.2x to 16x that of no re-weighting. Prefer `scale_outputs` for such a
+      head; use `magnitude` with `warmup_epochs` long enough for every head
+      to fit its scale, or with `min_weight`.
     * `"dwa"`: Dynamic Weight Average (Liu, Johns & Davison, "End-to-End
       Multi-Task Learning with Attention", CVPR 2019):
       `w_i = K softmax(L_i(t-1) / L_i(t-2) / T)`, `temperature` T = 2.
