@@ -4,7 +4,7 @@ BackupAndRestore in the wrong place."""
 import keras
 import numpy as np
 import pytest
-from helpers import Script, WeightLog, probe_data, rate_probe, weight
+from helpers import Script, fit_probe, rate_probe, weight
 
 import keras_multiphase as km
 from keras_multiphase import PhaseLR, PlateauLR
@@ -18,21 +18,11 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def fit(model, callbacks, epochs=1):
-    """Returns the log of -w (applied rates) counted from this fit's start."""
-    x, y = probe_data(STEPS)
-    log = WeightLog()
+    """fit_probe, with -w (applied rates) counted from this fit's start."""
     start = -weight(model) if model.built else 0.0
-    history = model.fit(
-        x,
-        y,
-        batch_size=2,
-        epochs=epochs,
-        shuffle=False,
-        verbose=0,
-        callbacks=[*callbacks, log],
-    )
+    _, log, history = fit_probe(callbacks, epochs, STEPS, model=model)
     log.totals = [t - start for t in log.totals]
-    return log, history.history
+    return log, history
 
 
 def interrupted(model, callbacks):

@@ -76,16 +76,19 @@ def timm_cosine(
 @pytest.mark.parametrize("cycle_mult", [1.0, 2.0])
 def test_warmup_cosine_restarts_equals_timm(warmup_prefix, cycle_mult):
     base, epochs, steps = 0.1, 14, 5
-    callback = WarmupCosineRestarts(
-        first_cycle_steps=10,
-        cycle_mult=cycle_mult,
-        cycle_decay=0.8,
-        min_ratio=0.05,
-        warmup_steps=3,
-        warmup_start_ratio=0.1,
-        warmup_prefix=warmup_prefix,
-    )
-    rates = preview([callback], epochs=epochs, steps_per_epoch=steps, base_lr=base)[
+
+    def make():
+        return WarmupCosineRestarts(
+            first_cycle_steps=10,
+            cycle_mult=cycle_mult,
+            cycle_decay=0.8,
+            min_ratio=0.05,
+            warmup_steps=3,
+            warmup_start_ratio=0.1,
+            warmup_prefix=warmup_prefix,
+        )
+
+    rates = preview([make()], epochs=epochs, steps_per_epoch=steps, base_lr=base)[
         "learning_rate"
     ]
     want = [
@@ -97,17 +100,7 @@ def test_warmup_cosine_restarts_equals_timm(warmup_prefix, cycle_mult):
     np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-9)
     # Through the step, too (SGD probe: -w is the sum of applied rates).
     model, _, _ = fit_probe(
-        [
-            WarmupCosineRestarts(
-                first_cycle_steps=10,
-                cycle_mult=cycle_mult,
-                cycle_decay=0.8,
-                min_ratio=0.05,
-                warmup_steps=3,
-                warmup_start_ratio=0.1,
-                warmup_prefix=warmup_prefix,
-            )
-        ],
+        [make()],
         epochs=epochs,
         steps_per_epoch=steps,
         model=rate_probe(keras.optimizers.SGD(base)),
