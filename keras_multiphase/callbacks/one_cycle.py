@@ -201,32 +201,41 @@ class OneCycle(LRCallback):
         return phase_index(step, self.starts(xp), xp)
 
     # -- momentum --------------------------------------------------------
-    def _create_state(self, store) -> None:
-        self._store = store
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.cycle_momentum and self._momentum is None:
-            self._install_momentum()
-
-    def _install_momentum(self) -> None:
+    def _momentum_attribute(self):
+        """`(optimizer, name, value)` of the momentum to cycle, or None."""
         from keras_multiphase._state import unwrap_optimizer
 
         optimizer = unwrap_optimizer(self._optimizer)
         for name in MOMENTUM_ATTRIBUTES:
             value = getattr(optimizer, name, None)
+            if isinstance(value, keras.Variable) and self._momentum is not None:
+                return self._momentum[:3]
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 if name == "momentum" and value == 0:
                     continue  # no momentum buffer to cycle (Keras SGD, RMSprop)
-                variable = self._store.variable(
-                    f"{self._key}.momentum", self._value(0, 3, numpy_ops)
-                )
-                if name == "momentum":
-                    _keras_internals.as_nonzero_momentum(variable)
-                object.__setattr__(optimizer, name, variable)
-                self._momentum = (optimizer, name, value, variable)
-                self._composer.prepare(self.model)  # retrace with the variable
-                return
+                return optimizer, name, value
+        return None
+
+    def _create_state(self, store) -> None:
+        # Created with the other state, when the model is set: Keras < 3.10
+        # on JAX records the training state's layout before `on_train_begin`.
+        self._momentum_var = None
+        if self.cycle_momentum and self._momentum_attribute() is not None:
+            self._momentum_var = store.variable(
+                f"{self._key}.momentum", self.max_momentum
+            )
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._momentum_var is not None and self._momentum is None:
+            optimizer, name, value = self._momentum_attribute()
+            variable = self._momentum_var
+            variable.assign(self._value(0, 3, numpy_ops))
+            if name == "momentum":
+                _keras_internals.as_nonzero_momentum(variable)
+            object.__setattr__(optimizer, name, variable)
+            self._momentum = (optimizer, name, value, variable)
+            self._composer.prepare(self.model)  # retrace with the variable
 
     def in_step(self, step, xp=ops) -> None:
         """Sets the momentum of `step`; called by the composed rate inside
