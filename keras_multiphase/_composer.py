@@ -58,6 +58,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.traced_signature = None
         self._epoch_cache: tuple | None = None
         self._epoch_steps: dict[int, int] = {}
+        self._step_hooks = None
         self._table = (0, np.zeros((0,), "float32"))
         # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
         # length; and the number of steps of the current epoch.
@@ -76,10 +77,12 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                     )
         self.providers[key] = provider
         self._epoch_cache = None
+        self._step_hooks = None
 
     def remove(self, key: str) -> None:
         self.providers.pop(key, None)
         self._epoch_cache = None
+        self._step_hooks = None
 
     def _sorted(self):
         return sorted(self.providers.items(), key=lambda kv: (kv[1].lr_role, kv[0]))
@@ -149,9 +152,10 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         """Per-step side effects of providers (OneCycle's momentum), run
         where the optimizer asks for the rate: inside the compiled step,
         before its update reads them."""
-        for _, provider in self._sorted():
-            if hasattr(provider, "in_step"):
-                provider.in_step(step, xp)
+        if self._step_hooks is None:  # on eager PyTorch this runs every step
+            self._step_hooks = [p for _, p in self._sorted() if hasattr(p, "in_step")]
+        for provider in self._step_hooks:
+            provider.in_step(step, xp)
 
     def evaluate(self, steps):
         """The composed rate at `steps`, computed in NumPy (no graph)."""

@@ -48,32 +48,32 @@ def set_learning_rate_object(optimizer, value) -> None:
     object.__setattr__(optimizer, "_learning_rate", value)
 
 
-def fit_arguments() -> dict | None:
-    """The data arguments of the `model.fit` call that is running.
+def running_fit_locals(*names: str) -> dict | None:
+    """Named local variables of the running `model.fit` (None when no
+    running `fit` is found: the callback was called by hand).
 
-    Callbacks are not given the training data. `fit`'s own local variables
-    (`x`, `y`, `sample_weight`, `batch_size`: public argument names, found
-    in the frame of the running `fit`, after its `validation_split`) are
-    the only way to reach it from `on_train_begin`. Returns None when no
-    running `fit` is found (the callback was called by hand).
+    Callbacks are given neither the training data nor the other callbacks
+    nor `fit`'s epoch iterator; `fit`'s own frame is the only place they
+    are. Its arguments (`x`, `y`, `sample_weight`, `batch_size`: public
+    names, read after its `validation_split`) and its locals
+    `epoch_iterator` and `callbacks` exist under these names in every
+    backend's trainer. Checked on Keras 3.8.0 and 3.15.1.
     """
     frame = inspect.currentframe()
     try:
         while frame is not None:
-            names = frame.f_locals
-            if (
-                frame.f_code.co_name == "fit"
-                and "epoch_iterator" in names
-                and "x" in names
-            ):
-                return {
-                    key: names.get(key)
-                    for key in ("x", "y", "sample_weight", "batch_size")
-                }
+            found = frame.f_locals
+            if frame.f_code.co_name == "fit" and "epoch_iterator" in found:
+                return {name: found.get(name) for name in names}
             frame = frame.f_back
         return None
     finally:
         del frame
+
+
+def fit_arguments() -> dict | None:
+    """The data arguments of the running `model.fit` (or None)."""
+    return running_fit_locals("x", "y", "sample_weight", "batch_size")
 
 
 def plateau_compares_in_float32() -> bool:
@@ -134,21 +134,12 @@ def _run_pending(hooks) -> None:
 
 
 def running_fit_callbacks() -> list | None:
-    """The callbacks of the running `model.fit`, in order (None when no
-    running `fit` is found). Keras gives a callback no view of the others;
-    `fit`'s local `callbacks` (a `CallbackList` once built) is the only
-    one. Checked on Keras 3.8.0 and 3.15.1."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            names = frame.f_locals
-            if frame.f_code.co_name == "fit" and "epoch_iterator" in names:
-                found = names.get("callbacks")
-                return list(getattr(found, "callbacks", found) or [])
-            frame = frame.f_back
+    """The callbacks of the running `model.fit`, in order (or None)."""
+    found = running_fit_locals("callbacks")
+    if found is None:
         return None
-    finally:
-        del frame
+    callbacks = found["callbacks"]
+    return list(getattr(callbacks, "callbacks", callbacks) or [])
 
 
 _NONZERO_CLASSES: dict = {}

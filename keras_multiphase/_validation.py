@@ -42,6 +42,14 @@ def check_int(name: str, value, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_ratio(name: str, value, upper_open: bool = False) -> float:
     value_f = check_number(name, value, "a number in [0, 1]")
     if value_f < 0 or value_f > 1 or (upper_open and value_f == 1):

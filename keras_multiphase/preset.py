@@ -56,6 +56,12 @@ class PresetError(ValueError):
     """A preset that cannot be loaded: names the file, line, key and value."""
 
 
+def _arguments(name: str) -> list[str]:
+    """Constructor argument names of callback class `name`."""
+    parameters = inspect.signature(CALLBACKS[name].__init__).parameters
+    return [p for p in parameters if p != "self"]
+
+
 def _suggest(name, options) -> str:
     close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
@@ -293,11 +299,7 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
                 f"{_suggest(name, CALLBACKS)}",
             )
         config = _substitute(dict(config or {}), params, (*path, name), error)
-        allowed = [
-            p
-            for p in inspect.signature(CALLBACKS[name].__init__).parameters
-            if p != "self"
-        ]
+        allowed = _arguments(name)
         for key in config:
             if key not in allowed:
                 raise error(
@@ -388,11 +390,7 @@ def _apply_dotted(entries, key, value, source) -> None:
     if not isinstance(target, dict):
         raise PresetError(f"{source}: override `{key}` matches nothing.")
     if target is config:
-        allowed = [
-            p
-            for p in inspect.signature(CALLBACKS[name].__init__).parameters
-            if p != "self"
-        ]
+        allowed = _arguments(name)
         if last not in allowed:
             raise PresetError(
                 f"{source}: override `{key}`: `{last}` is not an argument of "

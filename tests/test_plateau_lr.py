@@ -61,10 +61,10 @@ def test_same_decisions_as_keras_at_the_min_delta_boundary(mode, patience):
     kw = dict(monitor="score", mode=mode, factor=0.5, patience=patience)
     kw["min_delta"] = 1e-4
     keras_cb = keras.callbacks.ReduceLROnPlateau(**kw)
-    _, _, keras_hist = fit_probe(
+    _, keras_log, keras_hist = fit_probe(
         [Script("score", scores), keras_cb], epochs=len(scores), steps_per_epoch=1
     )
-    _, _, history = fit_probe(
+    _, log, history = fit_probe(
         [Script("score", scores), PlateauLR(**kw)],
         epochs=len(scores),
         steps_per_epoch=1,
@@ -73,6 +73,8 @@ def test_same_decisions_as_keras_at_the_min_delta_boundary(mode, patience):
     np.testing.assert_allclose(
         history["learning_rate"], keras_hist["learning_rate"], rtol=1e-6
     )
+    # The same rates inside the step, epoch by epoch.
+    np.testing.assert_allclose(log.per_epoch(), keras_log.per_epoch(), rtol=1e-5)
 
 
 def test_works_on_top_of_phases_where_keras_raises():

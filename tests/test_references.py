@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import fit_probe, rate_probe, weight
 
-from keras_multiphase import OneCycle, WarmupCosineRestarts, preview
+from keras_multiphase import OneCycle, WarmupCosineRestarts, preset, preview
 
 
 def hf_wsd(step, warmup, stable, decay, min_lr_ratio, num_cycles=0.5):
@@ -42,6 +42,15 @@ def test_wsd_equals_hugging_face_get_wsd_schedule(epochs, steps):
     ]
     np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-12)
     assert rates[0] == pytest.approx(0.01 * peak)  # not 0: the first batch trains
+    # Through the step (SGD probe: each step moves w by -lr).
+    model, log, _ = fit_probe(
+        preset("wsd", peak_lr=peak),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        model=rate_probe(keras.optimizers.SGD(peak)),
+    )
+    per_epoch = np.reshape(want, (epochs, steps)).sum(axis=1)
+    np.testing.assert_allclose(log.per_epoch(), per_epoch, rtol=1e-5, atol=1e-9)
 
 
 def timm_cosine(

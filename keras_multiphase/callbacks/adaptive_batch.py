@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
 
@@ -11,6 +10,7 @@ import numpy as np
 from keras import ops
 from keras.src.utils import io_utils
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._composer import FACTOR, read
 from keras_multiphase._distribution import replicas
 from keras_multiphase._validation import (
@@ -461,20 +461,14 @@ class AdaptiveBatch(LRCallback):
     # -- Keras hooks ------------------------------------------------------------
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        frame = inspect.currentframe()
-        while frame is not None and not (
-            "epoch_iterator" in frame.f_locals and "callbacks" in frame.f_locals
-        ):
-            frame = frame.f_back
-        if frame is None:
+        found = _keras_internals.running_fit_locals("epoch_iterator", "callbacks")
+        if found is None or found["epoch_iterator"] is None:
             raise ValueError(
                 "AdaptiveBatch must be used from `model.fit`; this Keras "
                 f"version ({keras.__version__}) does not expose fit's epoch "
                 "iterator as expected."
             )
-        epoch_iterator = frame.f_locals["epoch_iterator"]
-        callbacks = frame.f_locals["callbacks"]
-        del frame
+        epoch_iterator, callbacks = found["epoch_iterator"], found["callbacks"]
         adapter = getattr(epoch_iterator, "data_adapter", None)
         if getattr(adapter, "py_dataset", None) is not self.data:
             raise ValueError(

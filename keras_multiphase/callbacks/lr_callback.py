@@ -31,6 +31,22 @@ def check_backup_order(callback) -> None:
             )
 
 
+def phase_indices(owner: str, phase_names, names_or_indices) -> list[int]:
+    """Maps phase names (or indices) to indices; raises if unknown. Shared
+    by the base schedules (PhaseLR, OneCycle)."""
+    out = []
+    for item in names_or_indices:
+        if isinstance(item, int) and 0 <= item < len(phase_names):
+            out.append(item)
+        elif item in phase_names:
+            out.append(phase_names.index(item))
+        else:
+            raise ValueError(
+                f"Unknown phase {item!r}. {owner} has phases {list(phase_names)}."
+            )
+    return out
+
+
 class PhaseIndex(float):
     """The `phase` logged for an epoch: a number (History, CSVLogger,
     TensorBoard and `diagnose` read it as one) that prints as an integer.

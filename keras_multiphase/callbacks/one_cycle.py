@@ -11,15 +11,15 @@ from keras import ops
 from keras_multiphase import _keras_internals
 from keras_multiphase._composer import BASE
 from keras_multiphase._validation import (
+    check_bool,
     check_choice,
     check_number,
     check_positive,
     check_ratio,
 )
-from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import phase_index
-from keras_multiphase.schedules.warmup_cosine_restarts_schedule import check_bool
 
 ANNEAL = ("cos", "linear")
 # Optimizer attributes that hold a momentum, as PyTorch cycles `betas[0]` or
@@ -132,17 +132,7 @@ class OneCycle(LRCallback):
         return ["up", "anneal"]
 
     def phase_indices(self, names_or_indices) -> list[int]:
-        out = []
-        for item in names_or_indices:
-            if isinstance(item, int) and 0 <= item < len(self.phase_names):
-                out.append(item)
-            elif item in self.phase_names:
-                out.append(self.phase_names.index(item))
-            else:
-                raise ValueError(
-                    f"Unknown phase {item!r}. OneCycle has phases {self.phase_names}."
-                )
-        return out
+        return phase_indices("OneCycle", self.phase_names, names_or_indices)
 
     def _resolve(self, steps, epochs) -> None:
         total = self.total_steps

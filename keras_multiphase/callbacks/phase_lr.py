@@ -19,7 +19,7 @@ from keras_multiphase._validation import (
     check_number,
     check_positive,
 )
-from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
 from keras_multiphase.callbacks.plateau import PlateauDetector
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import (
@@ -469,17 +469,7 @@ class PhaseLR(LRCallback):
 
     def phase_indices(self, names_or_indices) -> list[int]:
         """Maps phase names (or indices) to indices; raises if unknown."""
-        out = []
-        for item in names_or_indices:
-            if isinstance(item, int) and 0 <= item < len(self.phases):
-                out.append(item)
-            elif item in self.phase_names:
-                out.append(self.phase_names.index(item))
-            else:
-                raise ValueError(
-                    f"Unknown phase {item!r}. PhaseLR has phases {self.phase_names}."
-                )
-        return out
+        return phase_indices("PhaseLR", self.phase_names, names_or_indices)
 
     # -- epoch level -----------------------------------------------------
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:

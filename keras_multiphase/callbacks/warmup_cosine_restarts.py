@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_multiphase._composer import FACTOR
 from keras_multiphase._validation import (
+    check_bool,
     check_int,
     check_non_negative,
     check_positive,
@@ -17,7 +18,6 @@ from keras_multiphase._validation import (
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.schedules.phase_schedule import NEVER
 from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
-    check_bool,
     validate_cycle_args,
     warmup_cosine_factor,
 )

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from keras_multiphase._validation import (
+    check_bool,
     check_int,
     check_positive,
     check_ratio,
@@ -94,14 +95,6 @@ def warmup_cosine_factor(
     return factor
 
 
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"Argument `{name}` must be a bool. Received: {name}={value!r}"
-        )
-    return value
-
-
 def validate_cycle_args(
     first_cycle_steps,
     cycle_mult,
@@ -130,11 +123,7 @@ def validate_cycle_args(
     check_ratio("warmup_start_ratio", warmup_start_ratio)
     if max_cycles is not None:
         check_int("max_cycles", max_cycles, minimum=1)
-    if not isinstance(warmup_each_cycle, bool):
-        raise ValueError(
-            "Argument `warmup_each_cycle` must be a bool. "
-            f"Received: warmup_each_cycle={warmup_each_cycle!r}"
-        )
+    check_bool("warmup_each_cycle", warmup_each_cycle)
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
