@@ -162,17 +162,15 @@ class OneCycle(LRCallback):
     def trace_signature(self):
         return ("one_cycle", tuple(self._phases or ()), self._momentum is not None)
 
-    def _value(self, step, which: int, xp):
-        """Rate (`which=1`) or momentum (`which=3`) at `step`, PyTorch's way:
-        the first phase whose end step is >= step (the last one after)."""
+    def _value(self, step, offset: int, xp):
+        """Rate (`offset=0`) or momentum (`offset=2`) at `step`, PyTorch's
+        way: from the first phase whose end step is >= step (the last one
+        after it)."""
         step = xp.cast(step, "float32")
-        value = None
-        start = 0.0
-        pieces = []
+        start, pieces = 0.0, []
         for end, *values in self._phases:
-            span = max(end - start, 1e-12)
-            pct = xp.clip((step - start) / span, 0.0, 1.0)
-            first, last = values[which - 1], values[which]
+            pct = xp.clip((step - start) / max(end - start, 1e-12), 0.0, 1.0)
+            first, last = values[offset], values[offset + 1]
             pieces.append((end, _anneal(self.anneal_strategy, first, last, pct, xp)))
             start = end
         value = pieces[-1][1]
@@ -181,7 +179,7 @@ class OneCycle(LRCallback):
         return value
 
     def base_rate(self, step, xp=ops):
-        return self._value(step, 1, xp)
+        return self._value(step, 0, xp)
 
     def starts(self, xp=ops):
         starts = [0.0] + [math.floor(end) + 1.0 for end, *_ in self._phases[:-1]]
@@ -220,7 +218,7 @@ class OneCycle(LRCallback):
         if self._momentum_var is not None and self._momentum is None:
             optimizer, name, value = self._momentum_attribute()
             variable = self._momentum_var
-            variable.assign(self._value(0, 3, numpy_ops))
+            variable.assign(self._value(0, 2, numpy_ops))
             if name == "momentum":
                 _keras_internals.as_nonzero_momentum(variable)
             object.__setattr__(optimizer, name, variable)
@@ -231,7 +229,7 @@ class OneCycle(LRCallback):
         """Sets the momentum of `step`; called by the composed rate inside
         the compiled step, before the optimizer's update reads it."""
         if self._momentum is not None:
-            self._momentum[3].assign(self._value(step, 3, xp))
+            self._momentum[3].assign(self._value(step, 2, xp))
 
     def _end_of_fit(self) -> None:
         if self._momentum is not None:
