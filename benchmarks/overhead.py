@@ -1,140 +1,194 @@
-"""Throughput of model.fit with this package's callbacks, per backend.
+"""Per-step cost of this package's callbacks, per backend, in microseconds.
 
-Compares, in the same process and interleaved:
-  bare       model.fit with no callback
-  multiphase PhaseLR + WarmupCosineRestarts + PlateauLR (in-graph schedule)
-  per-batch  a Python callback that sets the rate before every batch (what
-             users write today without this package)
-and prints each one's steady-state steps/s (epochs after the first) as a
-ratio to the bare fit, plus the one-off cost of the first epoch (tracing)
-beyond a steady epoch. Target: multiphase within 2% of bare.
+For each backend (one child process each) and each model, the same fit is
+run with nothing attached (`bare`), with Keras's own `CosineDecayRestarts`
+schedule on the optimizer (the anchor: what Keras itself costs for a
+schedule), with each callback alone, and with `preset("multiphase")` as
+users write it (range test included: it runs in `on_train_begin`, outside
+the timed epochs). Runs are interleaved and repeated; each run's time is its
+fastest epoch after the first (tracing), and each configuration keeps its
+best run. Printed per configuration: microseconds added per step against
+`bare`, and throughput as a ratio to `bare` (1.00 = free).
+
+Models:
+  small    MLP 32-64-1, batch 16, 1,024 steps per epoch: a short step,
+           the honest case for per-step cost (a GPU step is short too)
+  current  MLP 64-256-256-1, batch 32, 512 steps per epoch: a longer
+           step, which hides most of the cost
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
+        [--models small current] [--repeats 3] [--epochs 3] [--json out.json]
 """
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-RUNS = ("bare", "multiphase", "per-batch")
+CONFIGS = (
+    "bare",
+    "CosineDecayRestarts",
+    "PhaseLR",
+    "WarmupCosineRestarts",
+    "PlateauLR",
+    "preset(multiphase)",
+)
+MODELS = {
+    "small": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024},
+    "current": {"inputs": 64, "hidden": (256, 256), "batch": 32, "steps": 512},
+}
 
 
-def child(repeats, epochs, steps_per_epoch):
+def child(models, repeats, epochs):
     import keras
     import numpy as np
 
-    from keras_multiphase import PhaseLR, PlateauLR, WarmupCosineRestarts
+    import keras_multiphase as km
 
-    class PerBatchLR(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            step = int(self.model.optimizer.iterations)
-            self.model.optimizer.learning_rate = 1e-3 * (0.5 if step > 100 else 1.0)
+    def optimizer(kind, steps):
+        if kind == "CosineDecayRestarts":
+            schedule = keras.optimizers.schedules.CosineDecayRestarts(
+                1e-3, first_decay_steps=2 * steps
+            )
+            return keras.optimizers.Adam(schedule)
+        return keras.optimizers.Adam(1e-3)
 
     def callbacks(kind):
-        if kind == "bare":
-            return []
-        if kind == "per-batch":
-            return [PerBatchLR()]
-        return [
-            PhaseLR(
-                [
-                    {"name": "a", "lr": 1e-3, "fraction": 0.3},
-                    {"name": "b", "lr": 5e-3, "fraction": 0.4},
-                    {"name": "c", "lr": 1e-4},
-                ]
-            ),
-            WarmupCosineRestarts(first_cycle_steps=50, phases=["b"]),
-            PlateauLR(monitor="loss", patience=2),
-        ]
+        if kind == "PhaseLR":
+            return [
+                km.PhaseLR(
+                    [
+                        {"name": "a", "lr": 2e-4, "fraction": 0.3},
+                        {"name": "b", "lr": 1e-3, "fraction": 0.4},
+                        {"name": "c", "lr": 2e-5},
+                    ]
+                )
+            ]
+        if kind == "WarmupCosineRestarts":
+            return [km.WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1)]
+        if kind == "PlateauLR":
+            return [km.PlateauLR(monitor="loss", patience=2)]
+        if kind == "preset(multiphase)":
+            return km.preset("multiphase")
+        return []
 
     class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self.start)
 
-    rng = np.random.default_rng(0)
-    samples = 32 * steps_per_epoch
-    x = rng.normal(size=(samples, 64)).astype("float32")
-    y = rng.normal(size=(samples, 1)).astype("float32")
-    steps = steps_per_epoch
-    steady = {k: [] for k in RUNS}
-    first = {k: [] for k in RUNS}
-    for _ in range(repeats):
-        for kind in RUNS:
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(0)
-            model = keras.Sequential(
-                [
-                    keras.Input((64,)),
-                    keras.layers.Dense(256, activation="relu"),
-                    keras.layers.Dense(256, activation="relu"),
-                    keras.layers.Dense(1),
+    out = {}
+    for name in models:
+        spec = MODELS[name]
+        steps, batch = spec["steps"], spec["batch"]
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(steps * batch, spec["inputs"])).astype("float32")
+        y = rng.normal(size=(steps * batch, 1)).astype("float32")
+        best = {k: float("inf") for k in CONFIGS}
+        for _ in range(repeats):
+            for kind in CONFIGS:
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(0)
+                layers = [keras.Input((spec["inputs"],))]
+                layers += [
+                    keras.layers.Dense(h, activation="relu") for h in spec["hidden"]
                 ]
-            )
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-            timer = EpochTimer()
-            timer.times = []
-            model.fit(
-                x,
-                y,
-                batch_size=32,
-                epochs=1 + epochs,
-                verbose=0,
-                callbacks=[*callbacks(kind), timer],
-            )
-            steady_epoch = statistics.median(timer.times[1:])
-            steady[kind].append(steady_epoch)
-            first[kind].append(timer.times[0] - steady_epoch)
-    rate = {k: steps / statistics.median(v) for k, v in steady.items()}
-    rate.update({f"first:{k}": statistics.median(v) for k, v in first.items()})
-    print(json.dumps(rate))
+                model = keras.Sequential([*layers, keras.layers.Dense(1)])
+                model.compile(optimizer=optimizer(kind, steps), loss="mse")
+                timer = EpochTimer()
+                model.fit(
+                    x,
+                    y,
+                    batch_size=batch,
+                    epochs=1 + epochs,
+                    shuffle=False,
+                    verbose=0,
+                    callbacks=[*callbacks(kind), timer],
+                )
+                best[kind] = min(best[kind], min(timer.times[1:]))
+        bare = best["bare"]
+        out[name] = {
+            kind: {
+                "us_per_step": (t - bare) / steps * 1e6,
+                "throughput": bare / t,
+                "bare_us_per_step": bare / steps * 1e6,
+            }
+            for kind, t in best.items()
+        }
+    print("RESULT " + json.dumps(out))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--steps-per-epoch", type=int, default=512)
+    parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.repeats, args.epochs, args.steps_per_epoch)
+        child(args.models, args.repeats, args.epochs)
         return
-    print(
-        f"{'backend':<11} {'bare steps/s':>12} "
-        + " ".join(f"{k + ' / bare':>18}" for k in RUNS[1:])
-        + "   first-epoch extra s (bare, multiphase, per-batch)"
-    )
+    results = {}
     for backend in args.backends:
-        out = subprocess.run(
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "--child",
+                "--models",
+                *args.models,
                 "--repeats",
                 str(args.repeats),
                 "--epochs",
                 str(args.epochs),
-                "--steps-per-epoch",
-                str(args.steps_per_epoch),
             ],
-            env=dict(os.environ, KERAS_BACKEND=backend),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            env=env,
+            capture_output=True,
             text=True,
-            check=True,
         )
-        rate = json.loads(out.stdout.strip().splitlines()[-1])
-        ratios = " ".join(f"{rate[k] / rate['bare']:>18.3f}" for k in RUNS[1:])
-        extra = ", ".join(f"{rate['first:' + k]:.2f}" for k in RUNS)
-        print(f"{backend:<11} {rate['bare']:>12.0f} {ratios}   {extra}", flush=True)
+        lines = [
+            line for line in done.stdout.splitlines() if line.startswith("RESULT ")
+        ]
+        if done.returncode or not lines:
+            print(f"{backend}: failed\n{done.stderr[-3000:]}")
+            sys.exit(1)
+        results[backend] = json.loads(lines[-1][len("RESULT ") :])
+    for model in args.models:
+        spec = MODELS[model]
+        print(
+            f"\n{model}: MLP {spec['inputs']}-"
+            + "-".join(map(str, spec["hidden"]))
+            + f"-1, batch {spec['batch']}, {spec['steps']} steps/epoch"
+        )
+        header = f"{'added us/step (x bare)':<24}" + "".join(
+            f"{b:>22}" for b in args.backends
+        )
+        print(header)
+        bare_line = f"{'bare fit, us/step':<24}" + "".join(
+            f"{results[b][model]['bare']['bare_us_per_step']:>22.1f}"
+            for b in args.backends
+        )
+        print(bare_line)
+        for kind in CONFIGS[1:]:
+            cells = []
+            for b in args.backends:
+                r = results[b][model][kind]
+                cells.append(f"{r['us_per_step']:>+10.1f} ({r['throughput']:.3f} x)")
+            print(f"{kind:<24}" + "".join(f"{c:>22}" for c in cells))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ def variable(**kwargs) -> keras.Variable:
     return keras.Variable(**kwargs)
 
 
+def track_optimizer_variable(optimizer, variable) -> None:
+    """Makes `optimizer` track a variable created earlier, untracked.
+
+    Public `optimizer.add_variable` creates a new variable; this package
+    keeps epoch-level state untracked (a JAX step would carry it in and out
+    at every step) and tracks it only when the step has to read it (the
+    rate evaluated from formulas, see `_composer.py`): the variables already
+    hold values and are referenced by the callbacks.
+    """
+    optimizer._track_variable(variable)
+
+
 def learning_rate_object(optimizer):
     """The optimizer's rate as stored: a float `Variable` or a schedule.
 

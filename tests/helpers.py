@@ -130,7 +130,7 @@ def wcr_ref(
         return start_ratio + (1 - start_ratio) * t / warmup
     u, i, start = t - warmup, 0, 0
     while True:
-        length = first if mult == 1 else max(1, round(first * mult**i))
+        length = first * mult**i  # timm: no rounding
         if u < start + length:
             break
         start += length

@@ -11,7 +11,6 @@ from keras import ops
 from keras.src.utils import io_utils
 
 from keras_multiphase import _keras_internals
-from keras_multiphase._composer import FACTOR, read
 from keras_multiphase._distribution import replicas
 from keras_multiphase._validation import (
     check_choice,
@@ -20,6 +19,7 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
+from keras_multiphase.engine.composer import FACTOR, read
 
 LR_SCALING = ("none", "linear", "sqrt")
 GROW_KEYS = (
@@ -444,6 +444,13 @@ class AdaptiveBatch(LRCallback):
                     lengths[size] = self._checked_source(size, False).length
             per_epoch.append(lengths[size])
         return _EpochMap(per_epoch)
+
+    def longest_epoch(self, params) -> int:
+        """An upper bound of the steps of any epoch (those at the smallest
+        scheduled batch size): the engine sizes its rate table with it."""
+        source = self._source()
+        size = min(self.schedule.values())
+        return math.ceil(source.length * self._current[0] / size)
 
     def _resolve(self, steps, epochs) -> None:
         self._composer.epoch_map = self.build_epoch_map(epochs)

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 
 from keras_multiphase import _keras_internals
-from keras_multiphase._composer import FACTOR, composer_for, release
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.engine.composer import FACTOR, composer_for, release
 
 
 def check_backup_order(callback) -> None:
@@ -100,6 +100,13 @@ class LRCallback(keras.callbacks.Callback):
             # fixes the variable order before any checkpoint is loaded.
             optimizer.build(model.trainable_variables)
         self._attach(model, optimizer)
+
+    def set_params(self, params):
+        super().set_params(params)
+        # Every callback of the fit has had `set_model`: the engine knows
+        # them all and sizes what the step will read (once per fit).
+        if self._composer is not None and not self._composer._configured:
+            self._composer.configure(params)
 
     def _attach(self, model, optimizer) -> None:
         store = state_store(optimizer)

@@ -9,7 +9,6 @@ import numpy as np
 from keras import ops
 
 from keras_multiphase import _keras_internals
-from keras_multiphase._composer import BASE
 from keras_multiphase._validation import (
     check_bool,
     check_choice,
@@ -18,6 +17,7 @@ from keras_multiphase._validation import (
     check_ratio,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
+from keras_multiphase.engine.composer import BASE
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import phase_index
 
@@ -123,6 +123,7 @@ class OneCycle(LRCallback):
         self.total_steps = total_steps
         self._phases = None  # [(end step, start lr, end lr, start m, end m)]
         self._momentum = None  # (attribute, original value, variable)
+        self._momentum_var = None
 
     # -- phases ----------------------------------------------------------
     @property
@@ -210,7 +211,7 @@ class OneCycle(LRCallback):
         self._momentum_var = None
         if self.cycle_momentum and self._momentum_attribute() is not None:
             self._momentum_var = store.variable(
-                f"{self._key}.momentum", self.max_momentum
+                f"{self._key}.momentum", self.max_momentum, in_step=True
             )
 
     def on_train_begin(self, logs=None):
@@ -225,11 +226,21 @@ class OneCycle(LRCallback):
             self._momentum = (optimizer, name, value, variable)
             self._composer.prepare(self.model)  # retrace with the variable
 
-    def in_step(self, step, xp=ops) -> None:
-        """Sets the momentum of `step`; called by the composed rate inside
-        the compiled step, before the optimizer's update reads it."""
+    @property
+    def step_columns(self) -> int:
+        """Per-step values this callback assigns in the step: the momentum."""
+        return 0 if self._momentum_var is None else 1
+
+    def step_values(self, step, xp=ops):
+        """The momentum of `step` (the engine stores it in the rate table)."""
+        return self._value(step, 2, xp)
+
+    def apply_step_value(self, value) -> None:
+        """Sets the momentum of the current step; called by the composed
+        rate inside the compiled step, before the optimizer's update reads
+        it."""
         if self._momentum is not None:
-            self._momentum[3].assign(self._value(step, 2, xp))
+            self._momentum[3].assign(value)
 
     def _end_of_fit(self) -> None:
         if self._momentum is not None:

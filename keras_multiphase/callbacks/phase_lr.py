@@ -11,7 +11,6 @@ import numpy as np
 from keras import ops
 from keras.src.utils import io_utils
 
-from keras_multiphase._composer import BASE, read
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -21,6 +20,7 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
 from keras_multiphase.callbacks.plateau import PlateauDetector
+from keras_multiphase.engine.composer import BASE, read
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import (
     NEVER,

@@ -7,7 +7,6 @@ import numpy as np
 from keras import ops
 from keras.src.utils import io_utils
 
-from keras_multiphase._composer import FLOOR, read
 from keras_multiphase._validation import (
     check_int,
     check_non_negative,
@@ -15,6 +14,7 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
+from keras_multiphase.engine.composer import FLOOR, read
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")

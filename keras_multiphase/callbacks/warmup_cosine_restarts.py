@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_multiphase._composer import FACTOR
 from keras_multiphase._validation import (
     check_bool,
     check_int,
@@ -16,6 +15,7 @@ from keras_multiphase._validation import (
     check_ratio,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.engine.composer import FACTOR
 from keras_multiphase.schedules.phase_schedule import NEVER
 from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
     validate_cycle_args,

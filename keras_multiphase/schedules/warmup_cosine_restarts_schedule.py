@@ -14,24 +14,42 @@ from keras_multiphase._validation import (
     check_ratio,
 )
 
-# Cycle tables stop where float32 can no longer count single steps.
-_MAX_STEP = 2**24
-
 
 def _f32(x):
     return ops.convert_to_tensor(x, dtype="float32")
 
 
-def cycle_table(first_cycle_steps: int, cycle_mult: float, max_cycles=None):
-    """Start and length (in steps) of each cycle, for `cycle_mult != 1`."""
-    starts, lengths, start, i = [], [], 0, 0
-    while start <= _MAX_STEP and (max_cycles is None or i <= max_cycles):
-        length = max(1, int(round(first_cycle_steps * cycle_mult**i)))
-        starts.append(start)
-        lengths.append(length)
-        start += length
-        i += 1
-    return starts, lengths
+def cycle_index(u, first_cycle_steps: float, cycle_mult: float, xp=ops):
+    """Index, start and length of the cycle that step `u` (steps since the
+    first cycle began) falls in, for `cycle_mult != 1`, in closed form.
+
+    Cycle `i` lasts `first * mult**i` steps and starts at
+    `first * (mult**i - 1) / (mult - 1)` (timm's `CosineLRScheduler`, no
+    rounding), so `i = floor(log(1 + u (mult - 1) / first) / log(mult))`.
+    In float32, `mult**i - 1` is computed as `expm1(i log(mult))` (no
+    cancellation when `mult` is near 1), and a step within float32
+    rounding (2e-6 relative) of a boundary belongs to the later cycle, as
+    in float64. A fixed number of ops whatever the number of cycles.
+    """
+    first, mult = float(first_cycle_steps), float(cycle_mult)
+    log_mult = math.log(mult)
+
+    def start_of(i):
+        start = xp.expm1(i * log_mult) * (first / (mult - 1.0))
+        return start - 2e-6 * xp.maximum(start, 1.0)
+
+    u = xp.maximum(u, 0.0)
+    index = xp.floor(xp.log1p(u * ((mult - 1.0) / first)) / log_mult)
+    index = xp.maximum(index - xp.cast(u < start_of(index), "float32"), 0.0)
+    index = index + xp.cast(u >= start_of(index + 1.0), "float32")
+    start = xp.expm1(index * log_mult) * (first / (mult - 1.0))
+    # A start within rounding of a whole step is that step (as in float64).
+    whole = xp.round(start)
+    start = xp.where(
+        xp.abs(start - whole) <= 2e-6 * xp.maximum(whole, 1.0), whole, start
+    )
+    length = first * xp.power(xp.convert_to_tensor(mult, "float32"), index)
+    return index, start, length
 
 
 def warmup_cosine_factor(
@@ -70,13 +88,7 @@ def warmup_cosine_factor(
         start = index * _f32(first_cycle_steps)
         length = xp.zeros_like(t) + _f32(first_cycle_steps)
     else:
-        starts, lengths = cycle_table(first_cycle_steps, cycle_mult, max_cycles)
-        index = xp.zeros_like(t)
-        for s in starts[1:]:
-            index = index + xp.cast(u >= _f32(s), "float32")
-        i32 = xp.cast(index, "int32")
-        start = xp.take(_f32(starts), i32)
-        length = xp.take(_f32(lengths), i32)
+        index, start, length = cycle_index(u, first_cycle_steps, cycle_mult, xp)
     peak = xp.maximum(xp.power(_f32(cycle_decay), index), r)
     local = u - start
     if warmup_each_cycle and w > 0:

@@ -8,8 +8,30 @@ lr(step) = base(step) x product of factors(step)
 optimizer was built with (its float, or its own `LearningRateSchedule`
 evaluated at the step). Factors come from WarmupCosineRestarts and
 AdaptiveBatch; PlateauLR's shrinking factor is applied last, with its
-`min_lr` floor. The product is evaluated inside the compiled train step
-from `optimizer.iterations`, so every step gets its exact rate, whatever
+`min_lr` floor.
+
+The path of a rate, in one direction:
+
+1. `set_model`: each callback attaches as a provider (`add`) and creates
+   its epoch-level state in the optimizer's `StateStore`.
+2. `set_params` (before the train function is built): `configure` sizes
+   the rate table for the longest epoch, or, when epochs are too long
+   (`table.TABLE_LIMIT`) or of unknown length, keeps the formulas in the
+   step and has the optimizer track the state they read.
+3. `on_train_begin`: `prepare` has every provider `resolve` its
+   configuration into steps (epochs, fractions, cycles), then rebuilds the
+   train function if what it reads changed.
+4. Epoch start (`note_epoch_begin`, and `restart_epoch` after AdaptiveBatch
+   changed the batch size): the composed rate of the coming steps is
+   computed in NumPy from the providers' state and written to the table.
+5. Each step: `__call__` reads the step's row (one gather); eager PyTorch
+   reads the host copy.
+6. Epoch end: callbacks decide (a plateau, a phase ended) and write their
+   state; step 4 of the next epoch turns it into rates.
+
+The formulas (`compose` with `xp=ops`) run in the step only in the
+fallback of step 2; in NumPy they fill the table, log the rate and serve
+`preview`. Either way every step gets its exact rate, whatever
 `steps_per_execution` is, and no batch-level Python hook is needed.
 """
 
@@ -19,7 +41,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.engine.table import RateTable, capacity_for
 from keras_multiphase.schedules import numpy_ops
 
 # Order in which contributions are multiplied (only rounding depends on it).
@@ -59,7 +83,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self._epoch_cache: tuple | None = None
         self._epoch_steps: dict[int, int] = {}
         self._step_hooks = None
-        self._table = (0, np.zeros((0,), "float32"))
+        # The table the step reads (None: the formulas run in the step).
+        self.table: RateTable | None = None
+        self._configured = False
         # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
         # length; and the number of steps of the current epoch.
         self.epoch_map = None
@@ -78,6 +104,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.providers[key] = provider
         self._epoch_cache = None
         self._step_hooks = None
+        self._configured = False
 
     def remove(self, key: str) -> None:
         self.providers.pop(key, None)
@@ -136,26 +163,46 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return rate
 
     def __call__(self, step):
+        table = self.table
         if _eager_torch():
-            # Plain PyTorch runs this op by op at every step: serve the rate
-            # from the table computed at the start of the epoch instead.
+            # Plain PyTorch runs this op by op at every step: one host read.
             step = int(np.asarray(keras.ops.convert_to_numpy(step)))
-            self._in_step(np.float32(step), numpy_ops)
-            start, table = self._table
-            if start <= step < start + len(table):
-                return table[step - start]
-            return self.evaluate(step)
-        self._in_step(ops.cast(step, "float32"), ops)
-        return self.compose(step, ops)
+            if table is None:
+                self._in_step(np.float32(step), numpy_ops)
+                return self.evaluate(step)
+            row = table.host_row(step)
+            for i, provider in enumerate(self._hooks(), 1):
+                provider.apply_step_value(float(row[i]))
+            return float(row[0])
+        if table is None:
+            self._in_step(ops.cast(step, "float32"), ops)
+            return self.compose(step, ops)
+        row = table.row(step)
+        for i, provider in enumerate(self._hooks(), 1):
+            provider.apply_step_value(row[i])
+        return row[0]
+
+    def _hooks(self):
+        """Providers with per-step side effects (OneCycle's momentum)."""
+        if self._step_hooks is None:  # on eager PyTorch this runs every step
+            self._step_hooks = [
+                p for _, p in self._sorted() if getattr(p, "step_columns", 0)
+            ]
+        return self._step_hooks
 
     def _in_step(self, step, xp) -> None:
-        """Per-step side effects of providers (OneCycle's momentum), run
-        where the optimizer asks for the rate: inside the compiled step,
-        before its update reads them."""
-        if self._step_hooks is None:  # on eager PyTorch this runs every step
-            self._step_hooks = [p for _, p in self._sorted() if hasattr(p, "in_step")]
-        for provider in self._step_hooks:
-            provider.in_step(step, xp)
+        """Per-step side effects from the formulas, run where the optimizer
+        asks for the rate: inside the compiled step, before its update
+        reads them."""
+        for provider in self._hooks():
+            provider.apply_step_value(provider.step_values(step, xp))
+
+    def rows(self, steps):
+        """Table rows for `steps`: the rate, then each hook's values."""
+        steps = np.asarray(steps, "float32")
+        columns = [self.evaluate(steps)]
+        columns += [p.step_values(steps, numpy_ops) for p in self._hooks()]
+        return np.stack([np.broadcast_to(c, steps.shape) for c in columns], -1)
 
     def evaluate(self, steps):
         """The composed rate at `steps`, computed in NumPy (no graph)."""
@@ -167,12 +214,37 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             return xp.zeros_like(xp.cast(step, "float32"))
         return xp.cast(provider.phase_at(xp.cast(step, "float32"), xp), "float32")
 
+    def configure(self, params) -> None:
+        """Sizes the table for this fit (from `set_params`, before the train
+        function is built: Keras < 3.10 on JAX fixes the layout of the
+        training state there). Epochs longer than the table allows, or of
+        unknown length, keep the formulas in the step, which read the
+        providers' state: the optimizer tracks it then."""
+        steps = (params or {}).get("steps")
+        for provider in self.providers.values():
+            longest = getattr(provider, "longest_epoch", None)
+            if longest is not None:
+                steps = longest(params)
+        capacity = capacity_for(steps)
+        self._configured = True
+        store = state_store(self.optimizer)
+        if capacity is None:
+            self.table = None
+            store.track_all()
+            return
+        columns = len(self._hooks())
+        table = self.table
+        if table is None or table.capacity < steps or table.columns != columns:
+            shape = (capacity, 1 + columns)
+            variable = store.scratch("rate_table", shape)
+            self.table = RateTable(variable, capacity, columns)
+
     def prepare(self, model) -> None:
-        """Resolves every contribution, then retraces if the product changed.
+        """Resolves every contribution, fills the table, then rebuilds the
+        train function if what the step reads changed.
 
         Called from each attached callback's `on_train_begin`; all of them
-        have had `set_model` and `set_params` by then. The train function is
-        rebuilt only when the traced product differs from the current one.
+        have had `set_model` and `set_params` by then.
         """
         # Providers of the epoch -> step map resolve first: the others
         # convert epochs and fractions with it.
@@ -183,22 +255,41 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             provider.resolve()
         for _, provider in self._sorted():
             provider.check_composition(self)
-        signature = self.signature()
-        self._table = (0, [])
+        if not self._configured:  # callbacks called by hand, without fit
+            self.configure({"steps": self._steps_per_epoch()})
+        self._step_hooks = None
+        if self.table is not None and self.table.columns != len(self._hooks()):
+            self.configure({"steps": self._steps_per_epoch()})
+        self._epoch_steps = {}
+        self._epoch_cache = None
+        self.refresh()
+        signature = (self.signature(), self._layout())
         if signature != self.traced_signature:
             model.make_train_function(force=True)
             self.traced_signature = signature
 
+    def _layout(self):
+        if self.table is None:
+            return None
+        return (id(self.table.variable), self.table.capacity, self.table.columns)
+
+    def refresh(self, step: int | None = None) -> None:
+        """Writes the rates of the coming steps (from `step`, default the
+        optimizer's next one) into the table."""
+        if self.table is None:
+            return
+        if step is None:
+            step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+        self.table.fill(step, self.rows)
+
     def note_epoch_begin(self, epoch: int) -> None:
-        """Records the first step of `epoch` (once per epoch)."""
+        """Records the first step of `epoch` and refreshes the table (once
+        per epoch)."""
         if epoch not in self._epoch_steps:
             step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
-            if _eager_torch():
-                steps = self._steps_per_epoch() or 0
-                table = self.evaluate(np.arange(step, step + steps))
-                self._table = (step, [float(v) for v in table])
+            self.refresh(step)
 
     def restart_epoch(self, epoch: int) -> None:
         """Forgets what was noted for `epoch` and notes it again (after a
@@ -249,11 +340,11 @@ def composer_for(optimizer) -> ComposedLearningRate:
     """Returns the optimizer's composed rate, installing it if needed."""
     inner = unwrap_optimizer(optimizer)
     state_store(optimizer)
-    current = inner._learning_rate
+    current = _keras_internals.learning_rate_object(inner)
     if isinstance(current, ComposedLearningRate):
         return current
     composer = ComposedLearningRate(original=current, optimizer=inner)
-    object.__setattr__(inner, "_learning_rate", composer)
+    _keras_internals.set_learning_rate_object(inner, composer)
     if isinstance(current, keras.Variable):
         state_store(optimizer).effective_rate = (current, composer.current_rate)
     return composer
@@ -265,12 +356,12 @@ def release(optimizer, key: str) -> bool:
     Returns True when the optimizer's rate was restored.
     """
     inner = unwrap_optimizer(optimizer)
-    composer = inner._learning_rate
+    composer = _keras_internals.learning_rate_object(inner)
     if not isinstance(composer, ComposedLearningRate):
         return False
     composer.remove(key)
     if composer.providers:
         return False
-    object.__setattr__(inner, "_learning_rate", composer.original)
+    _keras_internals.set_learning_rate_object(inner, composer.original)
     state_store(optimizer).effective_rate = None
     return True

@@ -1,0 +1,190 @@
+"""The engine: a table read in the step, formulas as the fallback."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import (
+    SPE_VALUES,
+    Script,
+    applied_per_epoch,
+    assert_applied,
+    fit_probe,
+    phase_ref,
+    rate_probe,
+    wcr_ref,
+)
+
+import keras_multiphase
+from keras_multiphase import OneCycle, PhaseLR, PlateauLR, WarmupCosineRestarts
+from keras_multiphase.engine import table as table_module
+from keras_multiphase.schedules import numpy_ops
+from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
+    WarmupCosineRestartsSchedule,
+    warmup_cosine_factor,
+)
+
+BACKEND = keras.backend.backend()
+
+
+@pytest.fixture(params=["table", "formula"])
+def mode(request, monkeypatch):
+    if request.param == "formula":
+        # No epoch fits in the table: the formulas run in the step.
+        monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)
+    return request.param
+
+
+def package_variables_in_step(model):
+    return [v for v in model.optimizer.variables if "keras_multiphase" in v.path]
+
+
+def expected_rate(s):
+    base = phase_ref(
+        s, [0.01, 0.04, 0.002], [6, 8], ["step", "linear", "step"], [0, 2, 0]
+    )
+    factor = wcr_ref(s - 6, 2, mult=1.5, min_ratio=0.25) if 6 <= s < 14 else 1.0
+    plateau = 0.5 if s >= 8 else 1.0  # a plateau after epoch 2
+    return base * factor * plateau
+
+
+@pytest.mark.parametrize("spe", SPE_VALUES)
+def test_table_and_formulas_apply_the_same_rates(mode, spe):
+    phases = [
+        {"name": "start", "lr": 0.01, "steps": 6},
+        {
+            "name": "middle",
+            "lr": 0.04,
+            "steps": 8,
+            "transition": "linear",
+            "transition_steps": 2,
+        },
+        {"name": "end", "lr": 0.002},
+    ]
+    callbacks = [
+        Script("score", [1.0, 1.0, 0.5, 0.1]),
+        PhaseLR(phases),
+        WarmupCosineRestarts(
+            first_cycle_steps=2, cycle_mult=1.5, min_ratio=0.25, phases=["middle"]
+        ),
+        PlateauLR(monitor="score", mode="min", patience=1, factor=0.5),
+    ]
+    model, log, _ = fit_probe(
+        callbacks, epochs=4, steps_per_epoch=4, steps_per_execution=spe
+    )
+    assert_applied(log, applied_per_epoch(expected_rate, 4, 4))
+    in_step = package_variables_in_step(model)
+    if mode == "table":
+        # The step reads one variable of this package: the table.
+        assert [v.shape for v in in_step] == [(64, 1)]
+    else:
+        # The formulas read the callbacks' state: tracked, so JAX sees it.
+        assert len(in_step) > 1
+
+
+def test_one_cycle_momentum_from_the_table_equals_the_formulas(monkeypatch):
+    def run():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+        x = np.random.default_rng(0).normal(size=(24, 3)).astype("float32")
+        model.fit(
+            x,
+            x[:, :1] * 2,
+            batch_size=4,
+            epochs=3,
+            shuffle=False,
+            verbose=0,
+            callbacks=[OneCycle(max_lr=0.05)],
+        )
+        return model.get_weights()
+
+    from_table = run()
+    monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)
+    from_formulas = run()
+    for a, b in zip(from_table, from_formulas, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_preset_adds_one_variable_to_the_step():
+    model = rate_probe(keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    plain = len(model.optimizer.variables)
+    x, y = np.ones((32, 1), "float32"), np.zeros((32, 1), "float32")
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=keras_multiphase.preset("multiphase", peak_lr=1e-3),
+    )
+    assert len(model.optimizer.variables) == plain + 1
+    assert [v.shape for v in package_variables_in_step(model)] == [(64, 1)]
+
+
+def test_table_is_bounded():
+    assert table_module.capacity_for(1) == table_module.MIN_CAPACITY
+    assert table_module.capacity_for(1000) == 1024
+    assert (
+        table_module.capacity_for(table_module.TABLE_LIMIT) == table_module.TABLE_LIMIT
+    )
+    assert table_module.capacity_for(table_module.TABLE_LIMIT + 1) is None
+    assert table_module.capacity_for(None) is None
+
+
+def test_epochs_longer_than_the_table_use_the_formulas(monkeypatch):
+    monkeypatch.setattr(table_module, "TABLE_LIMIT", 8)
+    callback = WarmupCosineRestarts(first_cycle_steps=3, cycle_mult=1.5, min_ratio=0.1)
+    model, log, _ = fit_probe([callback], epochs=2, steps_per_epoch=10)
+    assert_applied(
+        log,
+        applied_per_epoch(
+            lambda s: 0.1 * wcr_ref(s, 3, mult=1.5, min_ratio=0.1), 2, 10
+        ),
+    )
+    assert package_variables_in_step(model) == []  # no table
+
+
+def graph_size(schedule):
+    """Number of ops the backend traces for `schedule(step)`."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda s: schedule(s))
+        graph = fn.get_concrete_function(tf.TensorSpec([], tf.int64)).graph
+        return len(graph.get_operations())
+    if BACKEND == "jax":
+        import jax
+
+        return len(jax.make_jaxpr(schedule)(np.int32(3)).eqns)
+    pytest.skip("the PyTorch backend does not trace a graph here")
+
+
+def test_cycle_mult_near_one_traces_as_few_ops_as_any_other():
+    # 1.0001: 74,262 cycles before float32 stops counting steps; the cycle
+    # is found in closed form, not by one comparison per cycle.
+    def schedule(mult):
+        return WarmupCosineRestartsSchedule(1.0, first_cycle_steps=10, cycle_mult=mult)
+
+    assert graph_size(schedule(1.0001)) == graph_size(schedule(2.0))
+
+
+@pytest.mark.parametrize("mult", [1.0001, 1.5, 2.0, 3.0])
+def test_closed_form_cycles_equal_the_reference_far_out(mult):
+    steps = np.array([0, 1, 9, 10, 11, 99, 1_000, 12_345, 100_000, 1_000_000])
+    got = warmup_cosine_factor(steps, 10, cycle_mult=mult, min_ratio=0.1, xp=numpy_ops)
+    want = [wcr_ref(int(s), 10, mult=mult, min_ratio=0.1) for s in steps]
+    # float32 phase within a cycle of up to 1e6 steps
+    np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def test_cycle_mult_near_one_trains_in_the_step(monkeypatch):
+    monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)  # formulas in the step
+    callback = WarmupCosineRestarts(
+        first_cycle_steps=2, cycle_mult=1.0001, min_ratio=0.1
+    )
+    _, log, _ = fit_probe([callback], epochs=2, steps_per_epoch=5)
+    want = applied_per_epoch(
+        lambda s: 0.1 * wcr_ref(s, 2, mult=1.0001, min_ratio=0.1), 2, 5
+    )
+    assert_applied(log, want)
