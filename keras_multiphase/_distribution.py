@@ -20,13 +20,13 @@ import contextlib
 
 import keras
 
+from keras_multiphase import _keras_internals
+
 
 def _tf_strategy(obj):
-    for name in ("_distribution_strategy", "_distribute_strategy"):
-        strategy = getattr(obj, name, None)
-        if strategy is not None:
-            return strategy
-    return None
+    if isinstance(obj, keras.Model):
+        return obj.distribute_strategy
+    return _keras_internals.optimizer_strategy(obj)
 
 
 def creation_scope(obj):

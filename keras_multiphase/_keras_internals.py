@@ -1,10 +1,11 @@
 """Private Keras API and Keras version differences, in one place.
 
 Each function says why no public API serves (or which versions differ) and
-the Keras versions it was checked on (3.8.0 and 3.15.1 unless said). Older
-modules still touch some internals directly (`_composer.py`, `_state.py`,
-`adaptive_batch.py`, `loss_weight_balancer.py`); moving them here is
-issue 12's seam.
+the Keras versions it was checked on (3.8.0 and 3.15.1 unless said). No
+other module of the package reads a private Keras attribute or imports
+`keras.src` (`tests/test_internals_seam.py` checks it); where a public API
+exists it is used (`optimizer.add_variable`, `model.distribute_strategy`,
+`keras.config.is_interactive_logging_enabled`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,101 @@ def variable(**kwargs) -> keras.Variable:
     if "synchronization" not in _VARIABLE_ARGUMENTS:
         kwargs.pop("synchronization", None)
     return keras.Variable(**kwargs)
+
+
+def saveable_base():
+    """The base class Keras's saver walks for `save_own_variables`.
+
+    The state store must be written into `.keras` files and checkpoints as
+    a child of the optimizer; the saver only visits `KerasSaveable`
+    attributes, and Keras does not export the class.
+    """
+    try:
+        from keras.src.saving.keras_saveable import KerasSaveable
+    except ImportError:  # pragma: no cover
+        return object
+    return KerasSaveable
+
+
+def optimizer_strategy(optimizer):
+    """The `tf.distribute` strategy an optimizer was built under (or None).
+
+    A model has public `model.distribute_strategy`; an optimizer keeps its
+    strategy only as `_distribution_strategy` (TensorFlow backend), and
+    this package's state is created from the optimizer's side.
+    """
+    return getattr(optimizer, "_distribution_strategy", None)
+
+
+def compiled_loss(model):
+    """The `CompileLoss` built by `model.compile` (or None).
+
+    `LossWeightBalancer` multiplies each output's loss by a variable and
+    `diagnose` reads compile's weights; Keras keeps the object only as
+    `model._compile_loss` (the public `compiled_loss` is deprecated and
+    calls it).
+    """
+    return getattr(model, "_compile_loss", None)
+
+
+def loss_entries(compile_loss) -> list:
+    """Per-output `(path, loss, loss_weights, name)` entries of a built
+    `CompileLoss` (its `_flat_losses`; no public accessor)."""
+    return list(getattr(compile_loss, "_flat_losses", None) or [])
+
+
+def replace_loss_weights(compile_loss, metric, weights) -> None:
+    """Makes each output's loss weight the matching variable of `weights`,
+    tracked through `metric` by the compiled loss (so JAX carries it in the
+    step's state, and it is saved with the model's metrics).
+
+    Keras has no public way to change `loss_weights` after `compile`: the
+    entries are rebuilt with the variables as weights, and the metric is
+    added to the compiled loss's tracker (unlocked for it).
+    """
+    tracker = compile_loss._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    tracker.add_to_store("metrics", metric)
+    if locked:
+        tracker.lock()
+    compile_loss._flat_losses = [
+        type(entry)(entry.path, entry.loss, var, entry.name)
+        for entry, var in zip(compile_loss._flat_losses, weights, strict=True)
+    ]
+
+
+def metric_direction(metric):
+    """`"up"`, `"down"` or None: the direction Keras's own callbacks read
+    from a metric (`_direction`, set by Keras metrics; not public)."""
+    return getattr(metric, "_direction", None)
+
+
+def set_epoch_steps(epoch_iterator, steps: int) -> None:
+    """Sets the number of batches `fit`'s epoch iterator serves this epoch.
+
+    `fit` fixes the count once per call (DESIGN.md, fact 6); AdaptiveBatch
+    changes it per epoch, and the iterator keeps it only as `_num_batches`.
+    """
+    epoch_iterator._num_batches = steps
+
+
+def callback_model(callback):
+    """The model a callback was set to, without syncing training state.
+
+    Public `Callback.model` makes JAX write the step's state back into the
+    variables (DESIGN.md, fact 8); code that only needs the model object
+    (cleanups after a fit, possibly an interrupted one) reads `_model`.
+    """
+    return callback._model
+
+
+def track_metric_variable(metric, variable) -> None:
+    """Makes `metric` track a variable created with an aggregation
+    `Metric.add_variable` does not allow (on-write, no aggregation: see
+    `LossWeightBalancer`'s `_LossWeights`); metrics track through their
+    private `_tracker`."""
+    metric._tracker.add_to_store("variables", variable)
 
 
 def track_optimizer_variable(optimizer, variable) -> None:

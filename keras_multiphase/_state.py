@@ -27,10 +27,7 @@ import numpy as np
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import creation_scope
 
-try:  # Keras does not export the saveable base class.
-    from keras.src.saving.keras_saveable import KerasSaveable
-except ImportError:  # pragma: no cover
-    KerasSaveable = object
+KerasSaveable = _keras_internals.saveable_base()
 
 _ATTR = "_keras_multiphase_state"
 _RATE_KEY = "optimizer_learning_rate"
@@ -232,7 +229,7 @@ def _patch_saving(optimizer, state) -> None:
         # A `.keras` file saved while a composed rate is installed stores the
         # rate in effect as a float, so it loads without this package.
         config = type(optimizer).get_config(optimizer)
-        rate = getattr(optimizer, "_learning_rate", None)
+        rate = _keras_internals.learning_rate_object(optimizer)
         if hasattr(rate, "current_rate"):
             config["learning_rate"] = float(rate.current_rate())
         for name in ("beta_1", "momentum"):  # cycled by OneCycle

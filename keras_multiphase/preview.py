@@ -5,13 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def _probe_model(base_lr: float):
-    import keras
+class _HostVariable:
+    """Stands for a state variable when there is no optimizer: a NumPy
+    value read and written by the same callback code."""
 
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(base_lr), loss="mse")
-    model.optimizer.build(model.trainable_variables)
-    return model
+    def __init__(self, value):
+        self._value = np.asarray(value, "float32")
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    def numpy(self):
+        return self._value
+
+    def assign(self, value):
+        self._value = np.asarray(value, "float32").reshape(self._value.shape)
+
+
+class _HostStore:
+    """The state store of `preview`: plain values, nothing tracked."""
+
+    def variable(self, key: str, value, in_step: bool = False) -> _HostVariable:
+        return _HostVariable(value)
 
 
 def preview(
@@ -19,13 +35,15 @@ def preview(
 ) -> dict:
     """Per-step learning rate, phase and batch size, without training.
 
-    Evaluates the composed rate of the callbacks' schedule functions (the
-    ones the train step uses) at every step of `epochs * steps_per_epoch`,
-    assuming no plateau triggers. `base_lr` is the optimizer's rate, used
-    when there is no PhaseLR, and stands for the peak of
-    `peak_lr: auto` (found by a range test only when training starts).
-    With AdaptiveBatch the batch size of each step is reported, but
-    `steps_per_epoch` stays fixed.
+    Needs no model: each callback resolves its configuration for
+    `epochs * steps_per_epoch` steps into the engine, which evaluates the
+    composed rate with the functions that fill the train step's rate table,
+    epoch by epoch, assuming no plateau triggers. `base_lr` is the
+    optimizer's rate, used when there is no PhaseLR, and stands for the
+    peak of `peak_lr: auto` (found by a range test only when training
+    starts). With AdaptiveBatch the batch size of each epoch is reported
+    and its `lr_scaling` factor is applied to that epoch's rates, but
+    `steps_per_epoch` stays fixed (in training it follows the batch size).
 
     Example:
 
@@ -47,6 +65,7 @@ def preview(
     """
     from keras_multiphase.callbacks.adaptive_batch import AdaptiveBatch
     from keras_multiphase.callbacks.lr_callback import LRCallback
+    from keras_multiphase.engine.composer import ComposedLearningRate
     from keras_multiphase.preset import preset as load
     from keras_multiphase.schedules import numpy_ops
 
@@ -54,46 +73,30 @@ def preview(
         callbacks = load(preset_or_callbacks)
     else:
         callbacks = list(preset_or_callbacks)
-    model = _probe_model(base_lr)
-    params = {"epochs": int(epochs), "steps": int(steps_per_epoch), "verbose": 0}
-    lr_callbacks = [
-        c
-        for c in callbacks
-        if isinstance(c, LRCallback) and not isinstance(c, AdaptiveBatch)
-    ]
+    epochs, steps_per_epoch = int(epochs), int(steps_per_epoch)
+    params = {"epochs": epochs, "steps": steps_per_epoch, "verbose": 0}
+    composer = ComposedLearningRate(original=float(base_lr))
+    store = _HostStore()
+    lr_callbacks = [c for c in callbacks if isinstance(c, LRCallback)]
     for callback in lr_callbacks:
-        callback.set_model(model)
-        callback.set_params(params)
-    steps = np.arange(int(epochs) * int(steps_per_epoch))
-    batch = np.zeros_like(steps)
-    adaptive = [c for c in callbacks if isinstance(c, AdaptiveBatch)]
-    if adaptive:
-        sizes = [
-            adaptive[0].scheduled_batch_size(e, epochs)
-            if not isinstance(next(iter(adaptive[0].schedule)), str)
-            else 0
-            for e in range(int(epochs))
-        ]
-        batch = np.repeat(sizes, int(steps_per_epoch))
-    if not lr_callbacks:
-        rate = np.full(steps.shape, base_lr, "float32")
-        return {
-            "step": steps,
-            "learning_rate": rate,
-            "phase": np.zeros_like(steps),
-            "batch_size": batch,
-            "phase_names": [],
-        }
-    composer = lr_callbacks[0]._composer
-    composer.prepare(model)
+        callback.attach_for_preview(composer, store, params)
+    adaptive = [c for c in lr_callbacks if isinstance(c, AdaptiveBatch)]
     for callback in lr_callbacks:
         if hasattr(callback, "assume_peak"):
             callback.assume_peak(base_lr)
-    rate = np.asarray(composer.evaluate(steps), "float64")
+    composer.resolve_providers(skip=adaptive)  # fixed steps per epoch
+    steps = np.arange(epochs * steps_per_epoch)
+    rate = np.zeros(steps.shape, "float64")
     phase = np.asarray(composer.phase_at(steps.astype("float32"), numpy_ops), "int64")
+    batch = np.zeros_like(steps)
     provider = composer.phase_provider
-    for callback in lr_callbacks:
-        callback.on_train_end()
+    for epoch in range(epochs):
+        span = slice(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch)
+        for callback in adaptive:  # as its on_epoch_begin does
+            size = callback.preview_batch_size(epoch, epochs, phase[span.start])
+            batch[span] = size
+            callback.preview_scale(size)
+        rate[span] = composer.evaluate(steps[span])
     return {
         "step": steps,
         "learning_rate": rate,

@@ -188,3 +188,37 @@ def test_cycle_mult_near_one_trains_in_the_step(monkeypatch):
         lambda s: 0.1 * wcr_ref(s, 2, mult=1.0001, min_ratio=0.1), 2, 5
     )
     assert_applied(log, want)
+
+
+def test_preview_needs_no_model(monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("preview built a Keras model or optimizer")
+
+    monkeypatch.setattr(keras.Model, "__init__", no_model)
+    monkeypatch.setattr(keras.optimizers.Optimizer, "__init__", no_model)
+    schedule = keras_multiphase.preview("multiphase", epochs=6, steps_per_epoch=4)
+    assert schedule["learning_rate"].shape == (24,)
+    assert schedule["phase_names"] == ["controlled", "aggressive", "fine-tune"]
+
+
+@pytest.mark.parametrize("scaling", ["linear", "sqrt"])
+def test_preview_applies_adaptive_batch_rate_scaling_as_training_does(scaling):
+    x, y = np.ones((32, 1), "float32"), np.zeros((32, 1), "float32")
+    schedule = {0: 16, 1: 8, 2: 4}
+
+    def callbacks():
+        return [
+            keras_multiphase.AdaptiveBatch(
+                lambda b: (x, y), schedule, lr_scaling=scaling
+            ),
+            PhaseLR([{"lr": 0.1, "epochs": 2}, {"lr": 0.05}]),
+        ]
+
+    model = rate_probe()
+    adaptive, phase = callbacks()
+    history = model.fit(adaptive.data, epochs=3, verbose=0, callbacks=[adaptive, phase])
+    shown = keras_multiphase.preview(callbacks(), epochs=3, steps_per_epoch=2)
+    first_steps = shown["learning_rate"][::2]
+    np.testing.assert_allclose(first_steps, history.history["learning_rate"], rtol=1e-6)
+    np.testing.assert_array_equal(shown["batch_size"][::2], [16, 8, 4])
+    assert first_steps[1] < 0.1  # the factor is in the preview

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 import keras
 import numpy as np
 from keras import ops
-from keras.src.utils import io_utils
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import replicas
+from keras_multiphase._messages import say
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -355,6 +355,20 @@ class AdaptiveBatch(LRCallback):
             past = [k for k in keys if k <= epoch]
         return self.schedule[max(past)]
 
+    def preview_batch_size(self, epoch: int, epochs: int, phase: int) -> int:
+        """The batch size of `epoch` in `preview` (no plateau grows it):
+        `phase` is the PhaseLR phase at the epoch's first step."""
+        if not isinstance(next(iter(self.schedule)), str):
+            return self.scheduled_batch_size(epoch, epochs)
+        names = self._composer.phase_provider.phase_names
+        sizes = [self.schedule.get(n) for n in names[: phase + 1]]
+        known = [s for s in sizes if s is not None]
+        return known[-1] if known else self.first_batch_size
+
+    def preview_scale(self, batch_size: int) -> None:
+        """Sets the rate factor of `batch_size`, as `on_epoch_begin` does."""
+        self._scale.assign(self._lr_scale(batch_size))
+
     def _phase_batch_size(self) -> int:
         provider = self._composer.phase_provider if self._composer else None
         if provider is None:
@@ -548,11 +562,11 @@ class AdaptiveBatch(LRCallback):
         steps = self._current[1].length
         self._composer.epoch_steps_hint = steps
         self._composer.restart_epoch(epoch)
-        self._epoch_iterator._num_batches = steps
+        _keras_internals.set_epoch_steps(self._epoch_iterator, steps)
         for progbar in self._progbars:
             progbar.target = steps
         if self.verbose and previous is not None and previous != size:
-            io_utils.print_msg(
+            say(
                 f"\nEpoch {epoch + 1}: AdaptiveBatch: batch size {previous} -> "
                 f"{size} ({steps} steps)."
             )

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported, creation_scope
-from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase._messages import say
+from keras_multiphase._state import state_store
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -22,6 +22,7 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.balancing.strategies import STRATEGIES
 from keras_multiphase.callbacks.lr_callback import check_backup_order
+from keras_multiphase.engine.composer import composer_of
 from keras_multiphase.schedules import numpy_ops
 
 NORMALIZE = ("count", "initial_sum", "none")
@@ -61,7 +62,7 @@ class _LossWeights(keras.metrics.Metric):
                 synchronization="on_write",
                 name=name,
             )
-        self._tracker.add_to_store("variables", variable)
+        _keras_internals.track_metric_variable(self, variable)
         return variable
 
     def update_state(self, *args, **kwargs):
@@ -308,7 +309,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
     # -- wiring ------------------------------------------------------------
     def set_model(self, model):
         super().set_model(model)
-        compile_loss = getattr(model, "_compile_loss", None)
+        compile_loss = _keras_internals.compiled_loss(model)
         if compile_loss is None or compile_loss is self._compile_loss:
             return
         if not compile_loss.built:
@@ -346,7 +347,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         self._pending = True
 
     def _install(self, model, compile_loss, retrace=True) -> None:
-        flat = compile_loss._flat_losses
+        flat = _keras_internals.loss_entries(compile_loss)
         self._compile_loss = compile_loss
         self._names = [entry.name for entry in flat]
         if len(flat) < 2:
@@ -364,16 +365,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
             with creation_scope(model):
                 metric = _LossWeights(self._names, initial)
             self._initial = metric.initial
-            tracker = compile_loss._tracker
-            locked = tracker.locked
-            tracker.unlock()
-            tracker.add_to_store("metrics", metric)
-            if locked:
-                tracker.lock()
-            compile_loss._flat_losses = [
-                type(entry)(entry.path, entry.loss, var, entry.name)
-                for entry, var in zip(flat, metric.weights_vars, strict=True)
-            ]
+            _keras_internals.replace_loss_weights(
+                compile_loss, metric, metric.weights_vars
+            )
             object.__setattr__(compile_loss, "_keras_multiphase_weights", metric)
             self._metric = metric
             if retrace:
@@ -381,7 +375,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
                 model.train_function = None
 
     def _attach_state(self) -> None:
-        optimizer = self._model.optimizer
+        optimizer = _keras_internals.callback_model(self).optimizer
         self._state_owner = optimizer
         store = state_store(optimizer)
         key = store.claim_key("LossWeightBalancer", self)
@@ -398,7 +392,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
         }
 
     def on_train_end(self, logs=None):
-        _keras_internals.cancel_at_fit_exit(self._model, id(self))
+        _keras_internals.cancel_at_fit_exit(
+            _keras_internals.callback_model(self), id(self)
+        )
         self._end_of_fit()
 
     def _end_of_fit(self) -> None:
@@ -422,7 +418,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         check_supported("LossWeightBalancer")
         check_backup_order(self)
         model = self.model
-        compile_loss = getattr(model, "_compile_loss", None)
+        compile_loss = _keras_internals.compiled_loss(model)
         if compile_loss is None:
             raise ValueError(
                 "LossWeightBalancer needs a model compiled with a `loss` "
@@ -467,7 +463,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
             self._state_vars["weights"].assign(np.asarray(fixed, "float32"))
 
     def _phase_provider(self):
-        composer = unwrap_optimizer(self.model.optimizer)._learning_rate
+        composer = composer_of(self.model.optimizer)
         provider = getattr(composer, "phase_provider", None)
         if provider is None:
             raise ValueError(
@@ -564,7 +560,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
             shown = ", ".join(
                 f"{n}={w:.4g}" for n, w in zip(self._names, new, strict=True)
             )
-            io_utils.print_msg(f"\nEpoch {epoch + 1}: loss weights {shown}")
+            say(f"\nEpoch {epoch + 1}: loss weights {shown}")
 
     def _update_history(self, losses):
         v = self._state_vars

@@ -105,8 +105,17 @@ class LRCallback(keras.callbacks.Callback):
         super().set_params(params)
         # Every callback of the fit has had `set_model`: the engine knows
         # them all and sizes what the step will read (once per fit).
-        if self._composer is not None and not self._composer._configured:
+        if self._composer is not None and not self._composer.configured:
             self._composer.configure(params)
+
+    def attach_for_preview(self, composer, store, params) -> None:
+        """Attaches to an engine with no model or optimizer (`preview`):
+        the same state, from `store`, and the same resolution."""
+        self._composer = composer
+        self._key = f"{type(self).__name__}_{len(composer.providers)}"
+        self._create_state(store)
+        composer.add(self._key, self)
+        keras.callbacks.Callback.set_params(self, params)
 
     def _attach(self, model, optimizer) -> None:
         store = state_store(optimizer)
@@ -197,7 +206,9 @@ class LRCallback(keras.callbacks.Callback):
         self._on_epoch_end(epoch, logs or {})
 
     def on_train_end(self, logs=None):
-        _keras_internals.cancel_at_fit_exit(self._model, id(self))
+        _keras_internals.cancel_at_fit_exit(
+            _keras_internals.callback_model(self), id(self)
+        )
         self._end_of_fit()
 
     def _end_of_fit(self) -> None:
@@ -208,7 +219,7 @@ class LRCallback(keras.callbacks.Callback):
             return
         if release(self._optimizer, self._key):
             # The traced step multiplied by contributions that are gone.
-            self._model.train_function = None
+            _keras_internals.callback_model(self).train_function = None
         state_store(self._optimizer).release(self)
         self._composer = None
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
+from keras_multiphase._messages import say
 from keras_multiphase._validation import check_number
 from keras_multiphase.diagnosis import signs as sg
 from keras_multiphase.diagnosis.report import (
@@ -115,7 +115,7 @@ class TrainingDynamicsMonitor(keras.callbacks.Callback):
         self.warned = []
         self.report = None
 
-    def _learning_rate(self) -> float | None:
+    def _optimizer_rate(self) -> float | None:
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return None
@@ -129,7 +129,7 @@ class TrainingDynamicsMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         if "learning_rate" not in logs:
-            rate = self._learning_rate()
+            rate = self._optimizer_rate()
             if rate is not None:
                 logs["learning_rate"] = rate
         for key, value in logs.items():
@@ -163,7 +163,7 @@ class TrainingDynamicsMonitor(keras.callbacks.Callback):
         message = self.message(new, epoch)
         warnings.warn(message, TrainingDynamicsWarning, stacklevel=2)
         if self.verbose:
-            io_utils.print_msg(message)
+            say(message)
         if any(name in self.stop_on for name in new):
             self.model.stop_training = True
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 from keras import ops
-from keras.src.utils import io_utils
 
+from keras_multiphase._messages import say
 from keras_multiphase._validation import (
     check_choice,
     check_int,
@@ -282,6 +282,13 @@ class PhaseLR(LRCallback):
         self._warned_schedule = False
 
     @property
+    def phase_lengths(self) -> list[float]:
+        """Lengths in steps of all phases but the last, for this fit (known
+        from `on_train_begin`; a phase that ends only on a plateau has
+        length `NEVER`)."""
+        return list(self._lengths or ())
+
+    @property
     def phase_names(self) -> list[str]:
         return [p["name"] for p in self.phases]
 
@@ -408,9 +415,7 @@ class PhaseLR(LRCallback):
             self.range_test_result = result
             if result.conclusive:
                 if self.verbose:
-                    io_utils.print_msg(
-                        f"PhaseLR: peak_lr = {result.suggestion:.3g} ({result})"
-                    )
+                    say(f"PhaseLR: peak_lr = {result.suggestion:.3g} ({result})")
                 return result.suggestion
             why = f"the range test was inconclusive ({result.status}, {result.reason})"
         warnings.warn(
@@ -486,7 +491,7 @@ class PhaseLR(LRCallback):
         ends[current] = float(step)
         self._end_var.assign(ends)
         if self.verbose:
-            io_utils.print_msg(
+            say(
                 f"\nEpoch {epoch + 1}: PhaseLR: `{detector.monitor}` reached a "
                 f"plateau; phase '{self.phases[current]['name']}' ends, "
                 f"'{self.phases[current + 1]['name']}' starts at step {step}."

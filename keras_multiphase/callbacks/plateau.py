@@ -36,7 +36,7 @@ def _metric_direction(model, name: str):
         metric = pending.pop()
         pending.extend(getattr(metric, "metrics", []) or [])
         if getattr(metric, "name", None) == name:
-            direction = getattr(metric, "_direction", None)
+            direction = _keras_internals.metric_direction(metric)
             if direction in ("up", "down"):
                 return "max" if direction == "up" else "min"
     return None

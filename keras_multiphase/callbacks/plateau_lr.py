@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
-from keras.src.utils import io_utils
 
+from keras_multiphase._messages import say
 from keras_multiphase._validation import (
     check_int,
     check_non_negative,
@@ -134,7 +134,7 @@ class PlateauLR(LRCallback):
         self._reduction.assign(new)
         if self.verbose:
             rate = float(self._composer.evaluate(step))
-            io_utils.print_msg(
+            say(
                 f"\nEpoch {epoch + 1}: PlateauLR reducing learning rate to "
                 f"{rate:.4g} (reduction factor {new:.4g})."
             )

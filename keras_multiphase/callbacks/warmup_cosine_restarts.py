@@ -232,8 +232,8 @@ class WarmupCosineRestarts(LRCallback):
         if self._phase_ids is not None:
             # The last phase runs to the end of the run.
             run_end = self.epochs_to_steps(epochs, steps, "a run-long phase")
-            last = max(1, run_end - sum(provider._lengths))
-            lengths = list(provider._lengths) + [last]
+            last = max(1, run_end - sum(provider.phase_lengths))
+            lengths = list(provider.phase_lengths) + [last]
             total = sum(lengths[i] for i in set(self._phase_ids))
             if total >= NEVER:
                 raise ValueError(

@@ -189,8 +189,9 @@ def _series(name: str, values) -> list[float]:
 
 def _compiled_weights(model) -> dict:
     """`{"<output>_loss": weight}` from a compiled Keras 3 model, if readable."""
-    compile_loss = getattr(model, "_compile_loss", None)
-    flat = getattr(compile_loss, "_flat_losses", None) or []
+    from keras_multiphase import _keras_internals
+
+    flat = _keras_internals.loss_entries(_keras_internals.compiled_loss(model))
     weights = {}
     for entry in flat:
         weight = getattr(entry, "loss_weights", None)
@@ -207,7 +208,9 @@ def _optimizer_scheduled(model) -> bool | None:
         return None
     while hasattr(optimizer, "inner_optimizer"):
         optimizer = optimizer.inner_optimizer
-    rate = getattr(optimizer, "_learning_rate", None)
+    from keras_multiphase import _keras_internals
+
+    rate = _keras_internals.learning_rate_object(optimizer)
     if rate is None:
         return None
     return callable(rate)

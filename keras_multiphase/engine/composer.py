@@ -85,7 +85,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self._step_hooks = None
         # The table the step reads (None: the formulas run in the step).
         self.table: RateTable | None = None
-        self._configured = False
+        self.configured = False
         # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
         # length; and the number of steps of the current epoch.
         self.epoch_map = None
@@ -104,7 +104,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.providers[key] = provider
         self._epoch_cache = None
         self._step_hooks = None
-        self._configured = False
+        self.configured = False
 
     def remove(self, key: str) -> None:
         self.providers.pop(key, None)
@@ -226,7 +226,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             if longest is not None:
                 steps = longest(params)
         capacity = capacity_for(steps)
-        self._configured = True
+        self.configured = True
         store = state_store(self.optimizer)
         if capacity is None:
             self.table = None
@@ -239,6 +239,20 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             variable = store.scratch("rate_table", shape)
             self.table = RateTable(variable, capacity, columns)
 
+    def resolve_providers(self, skip=()) -> None:
+        """Each provider turns its configuration into steps for this fit;
+        then each checks the others suit it."""
+        # Providers of the epoch -> step map resolve first: the others
+        # convert epochs and fractions with it.
+        ordered = sorted(
+            self._sorted(), key=lambda kv: not hasattr(kv[1], "build_epoch_map")
+        )
+        for _, provider in ordered:
+            if not any(provider is other for other in skip):
+                provider.resolve()
+        for _, provider in self._sorted():
+            provider.check_composition(self)
+
     def prepare(self, model) -> None:
         """Resolves every contribution, fills the table, then rebuilds the
         train function if what the step reads changed.
@@ -246,16 +260,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         Called from each attached callback's `on_train_begin`; all of them
         have had `set_model` and `set_params` by then.
         """
-        # Providers of the epoch -> step map resolve first: the others
-        # convert epochs and fractions with it.
-        ordered = sorted(
-            self._sorted(), key=lambda kv: not hasattr(kv[1], "build_epoch_map")
-        )
-        for _, provider in ordered:
-            provider.resolve()
-        for _, provider in self._sorted():
-            provider.check_composition(self)
-        if not self._configured:  # callbacks called by hand, without fit
+        self.resolve_providers()
+        if not self.configured:  # callbacks called by hand, without fit
             self.configure({"steps": self._steps_per_epoch()})
         self._step_hooks = None
         if self.table is not None and self.table.columns != len(self._hooks()):
@@ -334,6 +340,13 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     @classmethod
     def from_config(cls, config):
         return float(config["learning_rate"])
+
+
+def composer_of(optimizer) -> ComposedLearningRate | None:
+    """The optimizer's composed rate while a fit with this package's rate
+    callbacks runs (None otherwise)."""
+    rate = _keras_internals.learning_rate_object(unwrap_optimizer(optimizer))
+    return rate if isinstance(rate, ComposedLearningRate) else None
 
 
 def composer_for(optimizer) -> ComposedLearningRate:

@@ -1,0 +1,24 @@
+"""Where callbacks' `verbose` messages go: Keras's own rule, public API.
+
+Printed while Keras's interactive logging is on (its default), else sent
+to the `keras_multiphase` logger, as `keras.callbacks.ReduceLROnPlateau`'s
+messages go to absl logging after `keras.config.disable_interactive_logging()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import keras
+
+logger = logging.getLogger("keras_multiphase")
+
+
+def say(message: str) -> None:
+    """Shows a callback's `verbose` message."""
+    if keras.config.is_interactive_logging_enabled():
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+    else:
+        logger.info(message.strip())
