@@ -47,8 +47,12 @@ def expected_rate(s):
     return base * factor * plateau
 
 
+JIT = [False] if BACKEND == "torch" else [False, True]
+
+
+@pytest.mark.parametrize("jit", JIT)
 @pytest.mark.parametrize("spe", SPE_VALUES)
-def test_table_and_formulas_apply_the_same_rates(mode, spe):
+def test_table_and_formulas_apply_the_same_rates(mode, spe, jit):
     phases = [
         {"name": "start", "lr": 0.01, "steps": 6},
         {
@@ -69,7 +73,7 @@ def test_table_and_formulas_apply_the_same_rates(mode, spe):
         PlateauLR(monitor="score", mode="min", patience=1, factor=0.5),
     ]
     model, log, _ = fit_probe(
-        callbacks, epochs=4, steps_per_epoch=4, steps_per_execution=spe
+        callbacks, epochs=4, steps_per_epoch=4, steps_per_execution=spe, jit_compile=jit
     )
     assert_applied(log, applied_per_epoch(expected_rate, 4, 4))
     in_step = package_variables_in_step(model)

@@ -442,6 +442,8 @@ class AdaptiveBatch(LRCallback):
                 store.variable(f"{self._key}.plateau", self._detector.initial_state())
             )
 
+    maps_epochs = True  # the engine resolves it first: see `build_epoch_map`
+
     def build_epoch_map(self, epochs):
         """Epoch -> step map from the scheduled batch sizes (None when the
         schedule follows PhaseLR phases, which themselves need the map)."""
@@ -560,8 +562,7 @@ class AdaptiveBatch(LRCallback):
         self._current[1].new_epoch(epoch)
         self._scale.assign(self._lr_scale(size))
         steps = self._current[1].length
-        self._composer.epoch_steps_hint = steps
-        self._composer.restart_epoch(epoch)
+        self._composer.epoch_resized(epoch, steps)
         _keras_internals.set_epoch_steps(self._epoch_iterator, steps)
         for progbar in self._progbars:
             progbar.target = steps

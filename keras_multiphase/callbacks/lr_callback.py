@@ -81,6 +81,9 @@ class LRCallback(keras.callbacks.Callback):
     """
 
     lr_role = FACTOR
+    # True for a callback that sets the epoch -> step map (AdaptiveBatch):
+    # it resolves before the others, which convert epochs with the map.
+    maps_epochs = False
 
     def __init__(self):
         super().__init__()

@@ -21,7 +21,7 @@ The path of a rate, in one direction:
 3. `on_train_begin`: `prepare` has every provider `resolve` its
    configuration into steps (epochs, fractions, cycles), then rebuilds the
    train function if what it reads changed.
-4. Epoch start (`note_epoch_begin`, and `restart_epoch` after AdaptiveBatch
+4. Epoch start (`note_epoch_begin`, and `epoch_resized` after AdaptiveBatch
    changed the batch size): the composed rate of the coming steps is
    computed in NumPy from the providers' state and written to the table.
 5. Each step: `__call__` reads the step's row (one gather); eager PyTorch
@@ -244,9 +244,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         then each checks the others suit it."""
         # Providers of the epoch -> step map resolve first: the others
         # convert epochs and fractions with it.
-        ordered = sorted(
-            self._sorted(), key=lambda kv: not hasattr(kv[1], "build_epoch_map")
-        )
+        ordered = sorted(self._sorted(), key=lambda kv: not kv[1].maps_epochs)
         for _, provider in ordered:
             if not any(provider is other for other in skip):
                 provider.resolve()
@@ -297,9 +295,11 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             self._epoch_cache = None
             self.refresh(step)
 
-    def restart_epoch(self, epoch: int) -> None:
-        """Forgets what was noted for `epoch` and notes it again (after a
-        callback changed state at the start of the epoch)."""
+    def epoch_resized(self, epoch: int, steps: int) -> None:
+        """AdaptiveBatch changed the batch size at the start of `epoch`, to
+        `steps` steps (and its rate factor): notes the epoch again and
+        refreshes the table."""
+        self.epoch_steps_hint = int(steps)
         self._epoch_steps = {}
         self._epoch_cache = None
         self.note_epoch_begin(epoch)
