@@ -15,6 +15,22 @@ BACKEND = keras.backend.backend()
 SPE_VALUES = (1,) if BACKEND == "torch" else (1, 4)
 
 
+# Three phases, the middle one entered by a linear transition: the
+# composition tests' base schedule (see `phase_ref(s, [0.01, 0.04, 0.002],
+# [6, 8], ["step", "linear", "step"], [0, 2, 0])`).
+PHASES = [
+    {"name": "start", "lr": 0.01, "steps": 6},
+    {
+        "name": "middle",
+        "lr": 0.04,
+        "steps": 8,
+        "transition": "linear",
+        "transition_steps": 2,
+    },
+    {"name": "end", "lr": 0.002},
+]
+
+
 @keras.saving.register_keras_serializable(package="tests")
 def mean_prediction(y_true, y_pred):
     return ops.mean(y_pred)

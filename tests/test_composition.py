@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import (
+    PHASES,
     Script,
     applied_per_epoch,
     assert_applied,
@@ -16,18 +17,6 @@ from helpers import (
 )
 
 from keras_multiphase import PhaseLR, PlateauLR, WarmupCosineRestarts
-
-PHASES = [
-    {"name": "start", "lr": 0.01, "steps": 6},
-    {
-        "name": "middle",
-        "lr": 0.04,
-        "steps": 8,
-        "transition": "linear",
-        "transition_steps": 2,
-    },
-    {"name": "end", "lr": 0.002},
-]
 
 
 def make_callbacks():

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import (
+    PHASES,
     SPE_VALUES,
     Script,
     applied_per_epoch,
@@ -53,20 +54,9 @@ JIT = [False] if BACKEND == "torch" else [False, True]
 @pytest.mark.parametrize("jit", JIT)
 @pytest.mark.parametrize("spe", SPE_VALUES)
 def test_table_and_formulas_apply_the_same_rates(mode, spe, jit):
-    phases = [
-        {"name": "start", "lr": 0.01, "steps": 6},
-        {
-            "name": "middle",
-            "lr": 0.04,
-            "steps": 8,
-            "transition": "linear",
-            "transition_steps": 2,
-        },
-        {"name": "end", "lr": 0.002},
-    ]
     callbacks = [
         Script("score", [1.0, 1.0, 0.5, 0.1]),
-        PhaseLR(phases),
+        PhaseLR(PHASES),
         WarmupCosineRestarts(
             first_cycle_steps=2, cycle_mult=1.5, min_ratio=0.25, phases=["middle"]
         ),
@@ -226,3 +216,26 @@ def test_preview_applies_adaptive_batch_rate_scaling_as_training_does(scaling):
     np.testing.assert_allclose(first_steps, history.history["learning_rate"], rtol=1e-6)
     np.testing.assert_array_equal(shown["batch_size"][::2], [16, 8, 4])
     assert first_steps[1] < 0.1  # the factor is in the preview
+
+
+class OneStepAtATime(keras.optimizers.schedules.LearningRateSchedule):
+    """A user's schedule with Python control flow on the step."""
+
+    def __call__(self, step):
+        return 0.1 if float(step) < 6 else 0.05
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        OneStepAtATime(),
+        keras.optimizers.schedules.PiecewiseConstantDecay([5], [0.1, 0.05]),
+    ],
+    ids=["python", "keras"],
+)
+def test_user_schedules_fill_the_table_vectorised_or_one_by_one(schedule):
+    callbacks = [PlateauLR(monitor="loss", patience=100)]
+    model = rate_probe(keras.optimizers.SGD(schedule))
+    _, log, _ = fit_probe(callbacks, epochs=3, steps_per_epoch=4, model=model)
+    # PiecewiseConstantDecay([5], ...) keeps 0.1 up to step 5 included.
+    assert_applied(log, applied_per_epoch(lambda s: 0.1 if s < 6 else 0.05, 3, 4))

@@ -64,6 +64,25 @@ def _eager_torch() -> bool:
     return not torch.compiler.is_compiling()
 
 
+def _schedule_values(schedule, steps) -> np.ndarray:
+    """A user's `LearningRateSchedule` at `steps`, as float32 NumPy.
+
+    Keras's own schedules are written with `keras.ops` and take a vector of
+    steps in one call; a schedule that does not (Python control flow on the
+    step) is called once per step.
+    """
+    steps = np.asarray(steps, "float32")
+    try:
+        values = ops.convert_to_numpy(schedule(ops.convert_to_tensor(steps)))
+        values = np.asarray(values, "float32")
+        if values.shape == steps.shape:
+            return values
+    except Exception:  # noqa: BLE001 - any failure: fall back to one by one
+        pass
+    values = [float(np.asarray(schedule(s))) for s in steps.ravel()]
+    return np.asarray(values, "float32").reshape(steps.shape)
+
+
 @keras.saving.register_keras_serializable(package="keras_multiphase")
 class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """Product of the rate contributions of attached callbacks.
@@ -132,10 +151,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if isinstance(original, keras.optimizers.schedules.LearningRateSchedule):
             if xp is not numpy_ops:
                 return ops.cast(original(step), "float32")
-            # A user's schedule need not accept a vector of steps.
-            steps = np.asarray(step, "float32")
-            values = [float(np.asarray(original(s))) for s in steps.ravel()]
-            return np.asarray(values, "float32").reshape(steps.shape)
+            return _schedule_values(original, step)
         if isinstance(original, keras.Variable):
             return xp.cast(read(original, xp), "float32")
         if callable(original):
@@ -284,7 +300,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             return
         if step is None:
             step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-        self.table.fill(step, self.rows)
+        self.table.fill(step, self._steps_per_epoch(), self.rows)
 
     def note_epoch_begin(self, epoch: int) -> None:
         """Records the first step of `epoch` and refreshes the table (once

@@ -40,10 +40,12 @@ class RateTable:
         self.columns = int(columns)
         self.host = np.zeros((self.capacity, 1 + self.columns), "float32")
 
-    def fill(self, start: int, rows) -> None:
+    def fill(self, start: int, count, rows) -> None:
         """Stores `rows(steps)` (an array of shape `(len(steps), 1 +
-        columns)`) for the `capacity` steps from `start`."""
-        steps = np.arange(int(start), int(start) + self.capacity)
+        columns)`) for the `count` steps from `start` (at most `capacity`;
+        None: `capacity`)."""
+        count = self.capacity if not count else min(int(count), self.capacity)
+        steps = np.arange(int(start), int(start) + count)
         self.host[steps % self.capacity] = rows(steps)
         self.variable.assign(self.host)
 
