@@ -174,8 +174,9 @@ class PhaseLR(LRCallback):
     plateau of a monitored metric (`plateau: {monitor, patience,
     min_delta}`); a phase with a `plateau` and no length ends only then.
 
-    The rate is evaluated inside the compiled train step from
-    `optimizer.iterations`, so boundaries inside an epoch are exact for any
+    Each step's rate is read inside the compiled train step from the
+    engine's table by `optimizer.iterations` (filled when each epoch
+    starts), so boundaries inside an epoch are exact for any
     `steps_per_execution`. PhaseLR is the base of the learning-rate
     composition: `WarmupCosineRestarts`, `PlateauLR` and `AdaptiveBatch`
     multiply it. If the optimizer was built with its own

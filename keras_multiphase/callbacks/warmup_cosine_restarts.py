@@ -49,7 +49,8 @@ class WarmupCosineRestarts(LRCallback):
     ```
 
     With `min_lr` instead of `min_ratio`, the bottom of each cycle is that
-    absolute rate. Evaluated inside the compiled step: exact per step.
+    absolute rate. The compiled step reads each step's exact rate from the
+    engine's table (`keras_multiphase/engine/`).
 
     Example:
 
