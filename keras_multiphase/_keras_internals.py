@@ -132,7 +132,7 @@ def track_optimizer_variable(optimizer, variable) -> None:
     Public `optimizer.add_variable` creates a new variable; this package
     keeps epoch-level state untracked (a JAX step would carry it in and out
     at every step) and tracks it only when the step has to read it (the
-    rate evaluated from formulas, see `_composer.py`): the variables already
+    rate evaluated from formulas, see `engine/composer.py`): the variables already
     hold values and are referenced by the callbacks.
     """
     optimizer._track_variable(variable)
