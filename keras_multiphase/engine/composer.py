@@ -55,6 +55,23 @@ def read(variable, xp):
     return numpy_ops.read(variable) if xp is numpy_ops else variable.value
 
 
+def _traced(step) -> bool:
+    """True inside the compiled train step (TensorFlow graph, JAX trace),
+    where `step` has no value yet."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        if isinstance(step, keras.Variable):  # the optimizer's `iterations`
+            step = step.value
+        return isinstance(step, jax.core.Tracer)
+    return True  # PyTorch: `_eager_torch` decides first
+
+
 def _eager_torch() -> bool:
     """True when the optimizer runs as plain PyTorch code (not compiled)."""
     if keras.backend.backend() != "torch":
@@ -183,13 +200,19 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if _eager_torch():
             # Plain PyTorch runs this op by op at every step: one host read.
             step = int(np.asarray(keras.ops.convert_to_numpy(step)))
-            if table is None:
+            if table is None or not table.covers(step):
                 self._in_step(np.float32(step), numpy_ops)
-                return self.evaluate(step)
+                return float(self.evaluate(step))
             row = table.host_row(step)
             for i, provider in enumerate(self._hooks(), 1):
                 provider.apply_step_value(float(row[i]))
             return float(row[0])
+        if not _traced(step):
+            # Read from Python (a callback's `optimizer.learning_rate`, after
+            # this epoch's decisions): the formulas, from the current state.
+            step = int(np.asarray(ops.convert_to_numpy(step)))
+            self._in_step(np.float32(step), numpy_ops)
+            return ops.convert_to_tensor(np.float32(self.evaluate(step)), "float32")
         if table is None:
             self._in_step(ops.cast(step, "float32"), ops)
             return self.compose(step, ops)

@@ -39,6 +39,7 @@ class RateTable:
         self.capacity = int(capacity)
         self.columns = int(columns)
         self.host = np.zeros((self.capacity, 1 + self.columns), "float32")
+        self.filled = (0, 0)  # (first step, count) written by the last fill
 
     def fill(self, start: int, count, rows) -> None:
         """Stores `rows(steps)` (an array of shape `(len(steps), 1 +
@@ -48,6 +49,12 @@ class RateTable:
         steps = np.arange(int(start), int(start) + count)
         self.host[steps % self.capacity] = rows(steps)
         self.variable.assign(self.host)
+        self.filled = (int(start), count)
+
+    def covers(self, step: int) -> bool:
+        """Whether the last fill wrote `step`'s row."""
+        start, count = self.filled
+        return start <= int(step) < start + count
 
     def row(self, step):
         """The row of `step`, inside the compiled step: one gather."""
