@@ -118,23 +118,21 @@ class StateStore(KerasSaveable):
         it (JAX freezes untracked variables into the traced step).
         """
         value = np.asarray(value, dtype="float32")
-        if key in self._vars:
-            var = self._vars[key]
-            if key not in self._stale:
-                if in_step:
-                    self._track(var)
-                return var
+        var = self._vars.get(key)
+        if var is not None and key in self._stale:
             self._stale.discard(key)
             if tuple(var.shape) == value.shape:
                 var.assign(value)
-                if in_step:
-                    self._track(var)
-                return var
-            # Another shape (e.g. another number of phases): a new variable;
-            # the old one stays ours (and tracked, if it was).
-            self._retired.append(var)
-        var = self._new_variable(key, value, in_step or self._track_all)
-        self._vars[key] = var
+            else:
+                # Another shape (e.g. another number of phases): a new
+                # variable; the old one stays ours (and tracked, if it was).
+                self._retired.append(var)
+                var = None
+        if var is None:
+            var = self._new_variable(key, value, in_step or self._track_all)
+            self._vars[key] = var
+        elif in_step:
+            self._track(var)
         return var
 
     def scratch(self, key: str, shape: tuple) -> keras.Variable:

@@ -549,7 +549,10 @@ class AdaptiveBatch(LRCallback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)  # syncs the JAX state
+        # On JAX, reading `model` syncs the training state. The table is
+        # written by `epoch_resized` below, with this epoch's factor (not
+        # first with the previous epoch's, as the base class would).
+        _ = self.model
         epochs = (self.params or {}).get("epochs")
         size = self.scheduled_batch_size(epoch, epochs)
         grown = int(float(self._grown.numpy()))

@@ -56,8 +56,8 @@ def read(variable, xp):
 
 
 def _traced(step) -> bool:
-    """True inside the compiled train step (TensorFlow graph, JAX trace),
-    where `step` has no value yet."""
+    """True inside a compiled train step (TensorFlow graph, JAX trace,
+    `torch.compile`), where `step` has no value yet."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -69,16 +69,9 @@ def _traced(step) -> bool:
         if isinstance(step, keras.Variable):  # the optimizer's `iterations`
             step = step.value
         return isinstance(step, jax.core.Tracer)
-    return True  # PyTorch: `_eager_torch` decides first
-
-
-def _eager_torch() -> bool:
-    """True when the optimizer runs as plain PyTorch code (not compiled)."""
-    if keras.backend.backend() != "torch":
-        return False
     import torch
 
-    return not torch.compiler.is_compiling()
+    return torch.compiler.is_compiling()
 
 
 def _schedule_values(schedule, steps) -> np.ndarray:
@@ -197,22 +190,21 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         table = self.table
-        if _eager_torch():
-            # Plain PyTorch runs this op by op at every step: one host read.
-            step = int(np.asarray(keras.ops.convert_to_numpy(step)))
-            if table is None or not table.covers(step):
-                self._in_step(np.float32(step), numpy_ops)
-                return float(self.evaluate(step))
-            row = table.host_row(step)
-            for i, provider in enumerate(self._hooks(), 1):
-                provider.apply_step_value(float(row[i]))
-            return float(row[0])
         if not _traced(step):
-            # Read from Python (a callback's `optimizer.learning_rate`, after
-            # this epoch's decisions): the formulas, from the current state.
+            # Python: an eager PyTorch step, or a callback reading
+            # `optimizer.learning_rate` (after this epoch's decisions too).
             step = int(np.asarray(ops.convert_to_numpy(step)))
-            self._in_step(np.float32(step), numpy_ops)
-            return ops.convert_to_tensor(np.float32(self.evaluate(step)), "float32")
+            if table is not None and table.covers(step):
+                row = table.host_row(step)
+                for i, provider in enumerate(self._hooks(), 1):
+                    provider.apply_step_value(float(row[i]))
+                rate = float(row[0])
+            else:  # not written for this epoch: from the current state
+                self._in_step(np.float32(step), numpy_ops)
+                rate = float(self.evaluate(step))
+            if keras.backend.backend() == "torch":
+                return rate  # a float: no tensor op per eager step
+            return ops.convert_to_tensor(rate, "float32")
         if table is None:
             self._in_step(ops.cast(step, "float32"), ops)
             return self.compose(step, ops)
@@ -223,7 +215,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def _hooks(self):
         """Providers with per-step side effects (OneCycle's momentum)."""
-        if self._step_hooks is None:  # on eager PyTorch this runs every step
+        if self._step_hooks is None:
             self._step_hooks = [
                 p for _, p in self._sorted() if getattr(p, "step_columns", 0)
             ]
@@ -291,8 +283,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             provider.check_composition(self)
 
     def prepare(self, model) -> None:
-        """Resolves every contribution, fills the table, then rebuilds the
-        train function if what the step reads changed.
+        """Resolves every contribution, then rebuilds the train function if
+        what the step reads changed.
 
         Called from each attached callback's `on_train_begin`; all of them
         have had `set_model` and `set_params` by then.
@@ -300,12 +292,10 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.resolve_providers()
         if not self.configured:  # callbacks called by hand, without fit
             self.configure({"steps": self._steps_per_epoch()})
-        self._step_hooks = None
-        if self.table is not None and self.table.columns != len(self._hooks()):
-            self.configure({"steps": self._steps_per_epoch()})
+        # The table is written when the epoch starts; reads before that
+        # come from the formulas.
         self._epoch_steps = {}
         self._epoch_cache = None
-        self.refresh()
         signature = (self.signature(), self._layout())
         if signature != self.traced_signature:
             model.make_train_function(force=True)
@@ -316,23 +306,15 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             return None
         return (id(self.table.variable), self.table.capacity, self.table.columns)
 
-    def refresh(self, step: int | None = None) -> None:
-        """Writes the rates of the coming steps (from `step`, default the
-        optimizer's next one) into the table."""
-        if self.table is None:
-            return
-        if step is None:
-            step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-        self.table.fill(step, self._steps_per_epoch(), self.rows)
-
     def note_epoch_begin(self, epoch: int) -> None:
-        """Records the first step of `epoch` and refreshes the table (once
-        per epoch)."""
+        """Records the first step of `epoch` and writes the rates of its
+        steps into the table (once per epoch)."""
         if epoch not in self._epoch_steps:
             step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
-            self.refresh(step)
+            if self.table is not None:
+                self.table.fill(step, self._steps_per_epoch(), self.rows)
 
     def epoch_resized(self, epoch: int, steps: int) -> None:
         """AdaptiveBatch changed the batch size at the start of `epoch`, to
