@@ -138,6 +138,33 @@ def track_optimizer_variable(optimizer, variable) -> None:
     optimizer._track_variable(variable)
 
 
+def replace_optimizer_variable(optimizer, old, new) -> None:
+    """Puts `new` where `old` is in the optimizer's variables (`old` is
+    then untracked; `new`, if tracked elsewhere in the list, moves).
+
+    While a composed rate is installed, the optimizer's own `learning_rate`
+    variable is no longer read by the step, yet a JAX step would carry it
+    in and out (and `fit` walks every state leaf at every step); the rate
+    table takes its slot instead, so the step's state has the length of a
+    plain fit's. Keras offers `add_variable` but no way to replace or drop
+    a tracked variable: the list and the tracker's id set are edited
+    together (`_variables`, `_tracker.stored_ids`).
+    """
+    variables = optimizer._variables
+    ids = optimizer._tracker.stored_ids["variables"]
+    for i in reversed(range(len(variables))):
+        if variables[i] is new:
+            del variables[i]
+    ids.discard(id(new))
+    for i, var in enumerate(variables):
+        if var is old:
+            variables[i] = new
+            ids.discard(id(old))
+            ids.add(id(new))
+            return
+    raise ValueError(f"{old.path} is not among the optimizer's variables.")
+
+
 def learning_rate_object(optimizer):
     """The optimizer's rate as stored: a float `Variable` or a schedule.
 

@@ -1,10 +1,16 @@
 """Callback state that lives on the optimizer.
 
-JAX captures any variable the optimizer does not track as a constant when
-the train step is traced (see DESIGN.md, "Where state may live"), so every
-value a callback changes during training is a `keras.Variable` tracked by
-the (innermost) optimizer. The same variables are written into checkpoints,
-which is how `BackupAndRestore` resumes plateau counters and phases.
+What the compiled step reads is a `keras.Variable` tracked by the
+(innermost) optimizer: JAX captures any variable the optimizer does not
+track as a constant when the train step is traced (see DESIGN.md, "Where
+state may live"). That is the rate table (in the slot of the optimizer's own
+`learning_rate` variable, which the step no longer reads), a cycled
+momentum, and, only when the rate is evaluated from the formulas in the
+step, every callback's state. Otherwise a callback's epoch-level state
+(plateau counters, phase ends, the auto peak) is `HostState`: NumPy on the
+host, read and written between epochs without a device transfer. All of it
+is written into checkpoints, which is how `BackupAndRestore` resumes plateau
+counters and phases.
 
 To keep checkpoints loadable by a model built without this package, the
 optimizer's own store keeps exactly the variables a plain optimizer has; this
@@ -40,6 +46,48 @@ def unwrap_optimizer(optimizer):
     return optimizer
 
 
+class HostState:
+    """A callback's epoch-level state value, kept in NumPy on the host.
+
+    Written and read only by callbacks between epochs (a plateau counter, a
+    phase's end, the auto peak), it needs no device copy: assigning a
+    `keras.Variable` from a callback costs a host-to-device transfer, and
+    reading it back a device-to-host one, at every epoch end. It has the
+    members of `keras.Variable` the callbacks use (`shape`, `numpy`,
+    `assign`, `value`). When the step has to read it (the rate evaluated
+    from the formulas in the step, `StateStore.track_all`) it is given a
+    tracked variable (`variable`) and every member uses that from then on.
+    Checkpoints store it like a variable (`StateStore.save_own_variables`).
+    """
+
+    def __init__(self, key: str, value):
+        self.key = key
+        self._value = np.array(value, dtype="float32")
+        self.variable: keras.Variable | None = None
+
+    @property
+    def shape(self) -> tuple:
+        return self._value.shape
+
+    def numpy(self) -> np.ndarray:
+        if self.variable is not None:
+            return np.asarray(self.variable.numpy())
+        return self._value.copy()
+
+    def assign(self, value) -> None:
+        if self.variable is not None:
+            self.variable.assign(value)
+        else:
+            self._value = np.array(value, dtype="float32").reshape(self._value.shape)
+
+    @property
+    def value(self):
+        """The value for `keras.ops`: the tracked variable's inside a step."""
+        if self.variable is not None:
+            return self.variable.value
+        return keras.ops.convert_to_tensor(self._value)
+
+
 class StateStore(KerasSaveable):
     """Named float32 variables tracked by one optimizer."""
 
@@ -47,7 +95,7 @@ class StateStore(KerasSaveable):
         # A weak reference: Keras's saver walks attributes, and a plain one
         # back to the optimizer would be a cycle.
         self._optimizer = weakref.ref(optimizer)
-        self._vars: dict[str, keras.Variable] = {}
+        self._vars: dict[str, keras.Variable | HostState] = {}
         # key -> the callback holding it (or the last one, once released).
         self._owners: dict[str, object] = {}
         self._released: set[str] = set()
@@ -65,6 +113,8 @@ class StateStore(KerasSaveable):
         self._track_all = False
         # Derived, per-fit variables (the rate table): tracked, never saved.
         self._scratch: dict[str, keras.Variable] = {}
+        # id(scratch variable) -> the optimizer variable whose slot it holds.
+        self._displaced: dict[int, keras.Variable] = {}
         # While a composed rate is installed: (rate variable, function giving
         # the rate in effect). Checkpoints store that rate in the optimizer's
         # own `learning_rate` slot, so a plain model resumes at it, and keep
@@ -129,31 +179,86 @@ class StateStore(KerasSaveable):
                 self._retired.append(var)
                 var = None
         if var is None:
-            var = self._new_variable(key, value, in_step or self._track_all)
+            if in_step:
+                var = self._new_variable(key, value, tracked=True)
+            else:
+                var = HostState(key, value)
             self._vars[key] = var
-        elif in_step:
+        if isinstance(var, HostState) and (in_step or self._track_all):
+            self._promote(var)
+            if in_step:
+                return var.variable
+        return var
+
+    def _promote(self, state: HostState) -> None:
+        """Gives `state` a tracked `keras.Variable` holding its value: the
+        step reads it from now on."""
+        if state.variable is None:
+            state.variable = self._new_variable(state.key, state.numpy(), True)
+
+    def scratch(self, key: str, shape: tuple, in_place_of=None) -> keras.Variable:
+        """A tracked variable of `shape` that checkpoints leave out (derived
+        from the saved state when a fit starts); reused while its shape
+        fits.
+
+        `in_place_of`: a variable of the optimizer that the step stops
+        reading while the scratch variable is in use (its own learning
+        rate, replaced by the rate table). The scratch variable takes its
+        slot among the optimizer's variables instead of adding one (a JAX
+        step carries every variable in and out, and `fit` walks them at
+        every step); checkpoints still store the displaced variable there,
+        and `restore_displaced` puts it back.
+        """
+        var = self._scratch.get(key)
+        if var is None or tuple(var.shape) != tuple(shape):
+            old, var = var, self._new_variable(key, np.zeros(shape, "float32"), False)
+            self._scratch[key] = var
+            if old is not None:
+                self._retired.append(old)
+                if id(old) in self._tracked:  # the new one takes its slot
+                    self._replace(old, var)
+                    if id(old) in self._displaced:
+                        self._displaced[id(var)] = self._displaced.pop(id(old))
+        if id(var) in self._tracked:
+            return var
+        optimizer = self._optimizer()
+        if in_place_of is not None and any(
+            v is in_place_of for v in optimizer.variables
+        ):
+            self._replace(in_place_of, var)
+            self._displaced[id(var)] = in_place_of
+        else:
             self._track(var)
         return var
 
-    def scratch(self, key: str, shape: tuple) -> keras.Variable:
-        """A tracked variable of `shape` that checkpoints leave out (derived
-        from the saved state when a fit starts); reused while its shape
-        fits."""
-        var = self._scratch.get(key)
-        if var is not None and tuple(var.shape) == tuple(shape):
-            return var
-        if var is not None:
-            self._retired.append(var)
-        var = self._new_variable(key, np.zeros(shape, "float32"), tracked=True)
-        self._scratch[key] = var
-        return var
+    def _replace(self, old, new) -> None:
+        _keras_internals.replace_optimizer_variable(
+            unwrap_optimizer(self._optimizer()), old, new
+        )
+        self._tracked.discard(id(old))
+        self._tracked.add(id(new))
+
+    def restore_displaced(self) -> None:
+        """Gives displaced variables their slots back (the fit is over):
+        the optimizer's variables are those it was built with again."""
+        for var in (*self._scratch.values(), *self._retired):
+            original = self._displaced.pop(id(var), None)
+            if original is not None:
+                self._replace(var, original)
+
+    def displaced_by(self, variable):
+        """The optimizer variable whose slot `variable` holds (or None)."""
+        return self._displaced.get(id(variable))
 
     def track_all(self) -> None:
         """Tracks every variable, now and later: the step evaluates the
         schedules' formulas, which read them."""
         self._track_all = True
         for var in self._vars.values():
-            self._track(var)
+            if isinstance(var, HostState):
+                self._promote(var)
+            else:
+                self._track(var)
 
     def _new_variable(self, key: str, value, tracked: bool) -> keras.Variable:
         safe = "keras_multiphase_" + key.replace("/", "_").replace(".", "_")
@@ -175,7 +280,7 @@ class StateStore(KerasSaveable):
 
     def owns(self, variable) -> bool:
         return any(
-            variable is v
+            variable is v or variable is getattr(v, "variable", None)
             for v in (*self._vars.values(), *self._scratch.values(), *self._retired)
         )
 
@@ -200,7 +305,16 @@ class StateStore(KerasSaveable):
 
 
 def _plain_variables(optimizer, state):
-    return [v for v in optimizer.variables if not state.owns(v)]
+    """The variables a plain optimizer has, in its order: this package's
+    are left out, a displaced one is put back in its slot."""
+    plain = []
+    for var in optimizer.variables:
+        displaced = state.displaced_by(var)
+        if displaced is not None:
+            plain.append(displaced)
+        elif not state.owns(var):
+            plain.append(var)
+    return plain
 
 
 def _patch_saving(optimizer, state) -> None:

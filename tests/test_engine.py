@@ -36,8 +36,14 @@ def mode(request, monkeypatch):
     return request.param
 
 
-def package_variables_in_step(model):
-    return [v for v in model.optimizer.variables if "keras_multiphase" in v.path]
+class StepVariables(keras.callbacks.Callback):
+    """The optimizer's variables while the fit runs (at each epoch end)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen = list(self.model.optimizer.variables)
+
+    def package(self):
+        return [v for v in self.seen if "keras_multiphase" in v.path]
 
 
 def expected_rate(s):
@@ -62,12 +68,13 @@ def test_table_and_formulas_apply_the_same_rates(mode, spe, jit):
             first_cycle_steps=2, cycle_mult=1.5, min_ratio=0.25, phases=["middle"]
         ),
         PlateauLR(monitor="score", mode="min", patience=1, factor=0.5),
+        StepVariables(),
     ]
     model, log, _ = fit_probe(
         callbacks, epochs=4, steps_per_epoch=4, steps_per_execution=spe, jit_compile=jit
     )
     assert_applied(log, applied_per_epoch(expected_rate, 4, 4))
-    in_step = package_variables_in_step(model)
+    in_step = callbacks[-1].package()
     if mode == "table":
         # The step reads one variable of this package: the table.
         assert [v.shape for v in in_step] == [(64, 1)]
@@ -100,21 +107,54 @@ def test_one_cycle_momentum_from_the_table_equals_the_formulas(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_preset_adds_one_variable_to_the_step():
+def test_preset_step_carries_as_many_variables_as_a_plain_fit():
+    # The table takes the slot of the optimizer's own rate variable, which
+    # the step no longer reads; the slot is given back when the fit ends.
     model = rate_probe(keras.optimizers.Adam(1e-3))
     model.optimizer.build(model.trainable_variables)
-    plain = len(model.optimizer.variables)
+    plain = list(model.optimizer.variables)
+    rate = next(v for v in plain if v.path.endswith("learning_rate"))
     x, y = np.ones((32, 1), "float32"), np.zeros((32, 1), "float32")
+    seen = StepVariables()
     model.fit(
         x,
         y,
         batch_size=4,
         epochs=2,
         verbose=0,
-        callbacks=keras_multiphase.preset("multiphase", peak_lr=1e-3),
+        callbacks=[*keras_multiphase.preset("multiphase", peak_lr=1e-3), seen],
     )
-    assert len(model.optimizer.variables) == plain + 1
-    assert [v.shape for v in package_variables_in_step(model)] == [(64, 1)]
+    assert len(seen.seen) == len(plain)
+    assert [v.shape for v in seen.package()] == [(64, 1)]
+    slot = [i for i, v in enumerate(plain) if v is rate]
+    assert [i for i, v in enumerate(seen.seen) if "rate_table" in v.path] == slot
+    assert not any(v is rate for v in seen.seen)
+    after = model.optimizer.variables
+    assert len(after) == len(plain)
+    assert all(a is b for a, b in zip(after, plain, strict=True))
+    # A fit without the package afterwards trains with the optimizer's rate.
+    before = model.get_weights()[0].copy()
+    model.fit(x, y + 1.0, batch_size=32, epochs=1, verbose=0)
+    assert not np.allclose(model.get_weights()[0], before)
+
+
+def test_optimizer_without_a_rate_variable_gets_the_table_added():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
+    model = rate_probe(keras.optimizers.SGD(schedule))
+    model.optimizer.build(model.trainable_variables)
+    plain = len(model.optimizer.variables)
+    seen = StepVariables()
+    x, y = np.ones((8, 1), "float32"), np.zeros((8, 1), "float32")
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1), seen],
+    )
+    assert len(seen.seen) == plain + 1
+    assert [v.shape for v in seen.package()] == [(64, 1)]
 
 
 def test_table_is_bounded():
@@ -130,14 +170,18 @@ def test_table_is_bounded():
 def test_epochs_longer_than_the_table_use_the_formulas(monkeypatch):
     monkeypatch.setattr(table_module, "TABLE_LIMIT", 8)
     callback = WarmupCosineRestarts(first_cycle_steps=3, cycle_mult=1.5, min_ratio=0.1)
-    model, log, _ = fit_probe([callback], epochs=2, steps_per_epoch=10)
+    seen = StepVariables()
+    model, log, _ = fit_probe([callback, seen], epochs=2, steps_per_epoch=10)
     assert_applied(
         log,
         applied_per_epoch(
             lambda s: 0.1 * wcr_ref(s, 3, mult=1.5, min_ratio=0.1), 2, 10
         ),
     )
-    assert package_variables_in_step(model) == []  # no table
+    paths = [v.path for v in seen.seen]
+    assert not any("rate_table" in p for p in paths)  # no table
+    # The formulas read the optimizer's own rate: it stays in the step.
+    assert any(p.endswith("learning_rate") for p in paths)
 
 
 def graph_size(schedule):
@@ -243,3 +287,82 @@ def test_user_schedules_fill_the_table_vectorised_or_one_by_one(schedule):
     _, log, _ = fit_probe(callbacks, epochs=3, steps_per_epoch=4, model=model)
     # PiecewiseConstantDecay([5], ...) keeps 0.1 up to step 5 included.
     assert_applied(log, applied_per_epoch(lambda s: 0.1 if s < 6 else 0.05, 3, 4))
+
+
+class CountFills:
+    """Counts the table's fills (rows computed) during a fit."""
+
+    def __init__(self, monkeypatch):
+        self.starts = []
+        fill = table_module.RateTable.fill
+
+        def counted(table, start, count, rows):
+            self.starts.append(int(start))
+            return fill(table, start, count, rows)
+
+        monkeypatch.setattr(table_module.RateTable, "fill", counted)
+
+
+def test_rows_are_computed_again_only_after_a_decision(monkeypatch):
+    fills = CountFills(monkeypatch)
+    scores = [1.0, 1.0, 1.0, 0.5, 0.4, 0.3]
+    phases = [{"lr": 0.01, "steps": 10}, {"lr": 0.02}]
+    _, log, _ = fit_probe(
+        [
+            Script("score", scores),
+            PhaseLR(phases),
+            PlateauLR(monitor="score", mode="min", patience=2, factor=0.5),
+        ],
+        epochs=6,
+        steps_per_epoch=4,
+    )
+    # Epoch 3 (1-based) ends a plateau: epochs 4-6 run at half the rate.
+
+    def ref(s):
+        return phase_ref(s, [0.01, 0.02], [10]) * (0.5 if s >= 12 else 1.0)
+
+    assert_applied(log, applied_per_epoch(ref, 6, 4))
+    # Computed when training starts, and again after the reduction only:
+    # the plateau counters changing every epoch do not affect the rate.
+    assert fills.starts == [0, 12]
+
+
+def test_a_change_of_the_optimizers_rate_is_picked_up_next_epoch(monkeypatch):
+    # No PhaseLR: the optimizer's own rate variable is the base. A callback
+    # holding that variable sets it when epoch 3 starts (before this
+    # package's callbacks in the list, so it applies from that epoch).
+    rates = {0: 0.01, 1: 0.01, 2: 0.04, 3: 0.04}
+
+    class SetRate(keras.callbacks.Callback):
+        def __init__(self, variable):
+            super().__init__()
+            self.variable = variable
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.variable.assign(rates[epoch])
+
+    def run():
+        model = rate_probe(keras.optimizers.SGD(0.01))
+        model.optimizer.build(model.trainable_variables)
+        variable = next(
+            v for v in model.optimizer.variables if v.path.endswith("learning_rate")
+        )
+        _, log, _ = fit_probe(
+            [SetRate(variable), WarmupCosineRestarts(first_cycle_epochs=2)],
+            epochs=4,
+            steps_per_epoch=3,
+            model=model,
+        )
+        return log
+
+    fills = CountFills(monkeypatch)
+    log = run()
+    assert fills.starts == [0, 6]  # again when the rate changed
+    # The formulas evaluated in the step (no table) apply the same rates.
+    monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)
+
+    def ref(s):
+        return rates[s // 3] * wcr_ref(s, 6)
+
+    assert_applied(log, applied_per_epoch(ref, 4, 3))
+    assert_applied(run(), applied_per_epoch(ref, 4, 3))

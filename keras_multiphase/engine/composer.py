@@ -22,8 +22,11 @@ The path of a rate, in one direction:
    configuration into steps (epochs, fractions, cycles), then rebuilds the
    train function if what it reads changed.
 4. Epoch start (`note_epoch_begin`, and `epoch_resized` after AdaptiveBatch
-   changed the batch size): the composed rate of the coming steps is
-   computed in NumPy from the providers' state and written to the table.
+   changed the batch size): the table must hold the epoch's rates. Rows
+   computed at an earlier epoch serve if they include this epoch's steps
+   and every state value they were computed from is unchanged; else the
+   composed rate of the table's steps from this one is computed in NumPy
+   from the providers' state and written to the table.
 5. Each step: `__call__` reads the step's row (one gather); eager PyTorch
    reads the host copy.
 6. Epoch end: callbacks decide (a plateau, a phase ended) and write their
@@ -50,9 +53,37 @@ from keras_multiphase.schedules import numpy_ops
 BASE, FACTOR, FLOOR = 0, 1, 2
 
 
+# While the table is filled: the (variable, value) pairs the rates were
+# computed from, so the next epoch can tell whether they still hold.
+_reads: list | None = None
+
+
 def read(variable, xp):
     """A variable's value for evaluator `xp` (graph tensor or NumPy)."""
-    return numpy_ops.read(variable) if xp is numpy_ops else variable.value
+    if xp is not numpy_ops:
+        return variable.value
+    value = numpy_ops.read(variable)
+    if _reads is not None:
+        _reads.append((variable, value.copy()))
+    return value
+
+
+def _recording_reads(fill):
+    """Runs `fill()`; returns the variables it read, with their values."""
+    global _reads
+    _reads = []
+    try:
+        fill()
+        return _reads
+    finally:
+        _reads = None
+
+
+def _unchanged(reads) -> bool:
+    return reads is not None and all(
+        np.array_equal(numpy_ops.read(variable), value, equal_nan=True)
+        for variable, value in reads
+    )
 
 
 def _traced(step) -> bool:
@@ -114,6 +145,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self._step_hooks = None
         # The table the step reads (None: the formulas run in the step).
         self.table: RateTable | None = None
+        # What the table's rows were computed from: (variable, value) pairs.
+        self._rows_read: list | None = None
         self.configured = False
         # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
         # length; and the number of steps of the current epoch.
@@ -256,18 +289,26 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             longest = getattr(provider, "longest_epoch", None)
             if longest is not None:
                 steps = longest(params)
-        capacity = capacity_for(steps)
+        capacity = capacity_for(steps, (params or {}).get("epochs"))
         self.configured = True
+        self._rows_read = None
         store = state_store(self.optimizer)
         if capacity is None:
             self.table = None
+            store.restore_displaced()  # the formulas read the optimizer's rate
             store.track_all()
             return
         columns = len(self._hooks())
         table = self.table
-        if table is None or table.capacity < steps or table.columns != columns:
+        if table is None or table.capacity != capacity or table.columns != columns:
             shape = (capacity, 1 + columns)
-            variable = store.scratch("rate_table", shape)
+            # The step reads the table, not the optimizer's own rate
+            # variable (the base rate comes from it through the table): the
+            # table takes that variable's slot in the step's state.
+            original = self.original
+            if not isinstance(original, keras.Variable):
+                original = None
+            variable = store.scratch("rate_table", shape, in_place_of=original)
             self.table = RateTable(variable, capacity, columns)
 
     def resolve_providers(self, skip=()) -> None:
@@ -296,6 +337,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         # come from the formulas.
         self._epoch_steps = {}
         self._epoch_cache = None
+        self._rows_read = None
         signature = (self.signature(), self._layout())
         if signature != self.traced_signature:
             model.make_train_function(force=True)
@@ -307,14 +349,37 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return (id(self.table.variable), self.table.capacity, self.table.columns)
 
     def note_epoch_begin(self, epoch: int) -> None:
-        """Records the first step of `epoch` and writes the rates of its
-        steps into the table (once per epoch)."""
+        """Records the first step of `epoch` and has the table hold the
+        rates of its steps: the rows computed at an earlier epoch when they
+        include this one and every state value they were computed from is
+        unchanged (no decision since), else rows computed now."""
         if epoch not in self._epoch_steps:
             step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
-            if self.table is not None:
-                self.table.fill(step, self._steps_per_epoch(), self.rows)
+            table = self.table
+            if table is None:
+                return
+            steps = self._steps_per_epoch()
+            if self._volatile() or not (
+                _unchanged(self._rows_read) and table.reuse(step, steps)
+            ):
+                self._rows_read = _recording_reads(
+                    lambda: table.fill(step, steps, self.rows)
+                )
+
+    def _volatile(self) -> bool:
+        """The base rate is a function the rows cannot check (a callable
+        returning the rate): computed every epoch."""
+        original = self.original
+        return (
+            self.phase_provider is None
+            and callable(original)
+            and not isinstance(
+                original,
+                (keras.Variable, keras.optimizers.schedules.LearningRateSchedule),
+            )
+        )
 
     def epoch_resized(self, epoch: int, steps: int) -> None:
         """AdaptiveBatch changed the batch size at the start of `epoch`, to
@@ -323,6 +388,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.epoch_steps_hint = int(steps)
         self._epoch_steps = {}
         self._epoch_cache = None
+        self._rows_read = None
         self.note_epoch_begin(epoch)
 
     def _steps_per_epoch(self):
@@ -344,7 +410,11 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             step = self._epoch_steps.get(epoch)
             if step is None:
                 step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
-            rate = float(self.evaluate(step))
+            table = self.table
+            if table is not None and table.covers(step):
+                rate = float(table.host_row(step)[0])  # the rate applied
+            else:
+                rate = float(self.evaluate(step))
             phase = int(self.phase_at(np.float32(step), numpy_ops))
             self._epoch_cache = (epoch, rate, phase)
         return self._epoch_cache[1], self._epoch_cache[2]
@@ -397,5 +467,7 @@ def release(optimizer, key: str) -> bool:
     if composer.providers:
         return False
     _keras_internals.set_learning_rate_object(inner, composer.original)
-    state_store(optimizer).effective_rate = None
+    store = state_store(optimizer)
+    store.restore_displaced()
+    store.effective_rate = None
     return True

@@ -1,12 +1,14 @@
 """The rate table: what the compiled step reads instead of the schedules.
 
 Between two epoch-level decisions the composed rate is a known function of
-the step, so it is computed in NumPy when an epoch starts (or when a
-decision changes it) and stored in one optimizer-tracked variable; the step
-reads its row with one gather. Row `i` holds the step `s` with
-`s % capacity == i`, for the `capacity` steps from the epoch's first one:
-an epoch never wraps onto itself (capacity >= its steps), and no start
-index has to be stored next to the table.
+the step, so it is computed in NumPy for the `capacity` steps from an
+epoch's first one and stored in one optimizer-tracked variable; the step
+reads its row with one gather. Later epochs reuse the rows while the state
+the rates were computed from is unchanged (`ComposedLearningRate`
+checks it when an epoch starts); a decision, or an epoch past the computed
+rows, computes them again. Row `i` holds the step `s` with
+`s % capacity == i`: an epoch never wraps onto itself (capacity >= its
+steps), and no start index has to be stored next to the table.
 
 A row is `[rate, *columns]`: the extra columns are per-step values the
 step assigns (OneCycle's momentum).
@@ -23,12 +25,16 @@ TABLE_LIMIT = 1 << 16
 MIN_CAPACITY = 64
 
 
-def capacity_for(steps) -> int | None:
+def capacity_for(steps, epochs=1) -> int | None:
     """Rows for epochs of up to `steps` steps (a power of two), or None
-    when `steps` is unknown or over `TABLE_LIMIT`."""
+    when `steps` is unknown or over `TABLE_LIMIT`. Sized for the whole run
+    of `epochs` epochs when it fits in `TABLE_LIMIT` rows (else for as many
+    epochs as fit): rows already computed serve the following epochs until
+    an epoch-level decision changes the rate."""
     if not steps or int(steps) > TABLE_LIMIT:
         return None
-    return max(MIN_CAPACITY, 1 << (int(steps) - 1).bit_length())
+    rows = min(int(steps) * max(int(epochs or 1), 1), TABLE_LIMIT)
+    return max(MIN_CAPACITY, 1 << (rows - 1).bit_length())
 
 
 class RateTable:
@@ -39,20 +45,39 @@ class RateTable:
         self.capacity = int(capacity)
         self.columns = int(columns)
         self.host = np.zeros((self.capacity, 1 + self.columns), "float32")
-        self.filled = (0, 0)  # (first step, count) written by the last fill
+        # (first step, count): the rows the last fill computed, and the
+        # current epoch's steps among them.
+        self.computed = (0, 0)
+        self.filled = (0, 0)
 
     def fill(self, start: int, count, rows) -> None:
         """Stores `rows(steps)` (an array of shape `(len(steps), 1 +
-        columns)`) for the `count` steps from `start` (at most `capacity`;
-        None: `capacity`)."""
-        count = self.capacity if not count else min(int(count), self.capacity)
-        steps = np.arange(int(start), int(start) + count)
+        columns)`) for the `capacity` steps from `start`; the epoch
+        starting there has `count` steps (None: `capacity`)."""
+        steps = np.arange(int(start), int(start) + self.capacity)
         self.host[steps % self.capacity] = rows(steps)
         self.variable.assign(self.host)
+        self.computed = (int(start), self.capacity)
+        self._use(start, count)
+
+    def reuse(self, start: int, count) -> bool:
+        """Serves the epoch of `count` steps from `start` with the rows
+        already computed, if they include it."""
+        first, computed = self.computed
+        count = self.capacity if not count else int(count)
+        if computed and first <= int(start) and int(start) + count <= first + computed:
+            self._use(start, count)
+            return True
+        return False
+
+    def _use(self, start: int, count) -> None:
+        count = self.capacity if not count else min(int(count), self.capacity)
         self.filled = (int(start), count)
 
     def covers(self, step: int) -> bool:
-        """Whether the last fill wrote `step`'s row."""
+        """Whether `step` is in the current epoch, whose rows are written
+        (reads of later steps evaluate the formulas: a decision at this
+        epoch's end may change them)."""
         start, count = self.filled
         return start <= int(step) < start + count
 
