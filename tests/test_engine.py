@@ -366,3 +366,29 @@ def test_a_change_of_the_optimizers_rate_is_picked_up_next_epoch(monkeypatch):
 
     assert_applied(log, applied_per_epoch(ref, 4, 3))
     assert_applied(run(), applied_per_epoch(ref, 4, 3))
+
+
+def test_epoch_level_state_stays_on_the_host():
+    from keras_multiphase._state import HostState, state_store
+
+    model = rate_probe(keras.optimizers.SGD(0.01))
+    plateau = PlateauLR(monitor="score", mode="min", patience=1, factor=0.5)
+    phases = PhaseLR([{"lr": 0.01, "steps": 4}, {"lr": 0.02}])
+    fit_probe(
+        [Script("score", [1.0, 1.0, 1.0]), phases, plateau],
+        epochs=3,
+        steps_per_epoch=2,
+        model=model,
+    )
+    store = state_store(model.optimizer)
+    assert store._vars and all(isinstance(v, HostState) for v in store._vars.values())
+    assert plateau.reduction == pytest.approx(0.25)  # written on the host
+    # Only the step evaluating the formulas reads the state: then each value
+    # gets a tracked variable holding it, and writes go to that variable.
+    plain = len(model.optimizer.variables)
+    store.track_all()
+    assert len(model.optimizer.variables) == plain + len(store._vars)
+    reduction = next(v for k, v in store._vars.items() if k.endswith(".reduction"))
+    assert float(reduction.variable.numpy()) == pytest.approx(0.25)
+    reduction.assign(0.125)
+    assert float(reduction.variable.numpy()) == pytest.approx(0.125)
