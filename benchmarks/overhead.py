@@ -5,9 +5,11 @@ run with nothing attached (`bare`), with Keras's own `CosineDecayRestarts`
 schedule on the optimizer (the anchor: what Keras itself costs for a
 schedule), with each callback alone, and with `preset("multiphase")` as
 users write it (range test included: it runs in `on_train_begin`, outside
-the timed epochs). Runs are interleaved and repeated; each run's time is its
-fastest epoch after the first (tracing; the epoch-level hooks of the
-callbacks are inside it), compared with the `bare` run of the same round.
+the timed epochs). Runs are interleaved and repeated, the order rotated by
+one configuration each round (a run's position in a round biases its time;
+use a multiple of the number of configurations as `--repeats`); each run's
+time is its fastest epoch after the first (tracing; the epoch-level hooks of
+the callbacks are inside it), compared with the `bare` run of the same round.
 Printed per configuration: the median over rounds of the microseconds added
 per step against `bare` (with the 25-75% range in `--json`), and the median
 throughput as a ratio to `bare` (1.00 = free). `bare (again)` is the same
@@ -99,8 +101,12 @@ def child(models, repeats, epochs, configs=CONFIGS):
         x = rng.normal(size=(steps * batch, spec["inputs"])).astype("float32")
         y = rng.normal(size=(steps * batch, 1)).astype("float32")
         runs = {k: [] for k in configs}
-        for _ in range(repeats):
-            for kind in configs:
+        for round_ in range(repeats):
+            # Each round starts one configuration later: a run's position in
+            # the round shifts its time (later runs were slower by up to
+            # ~10 us/step here), so every configuration takes every position.
+            shift = round_ % len(configs)
+            for kind in configs[shift:] + configs[:shift]:
                 keras.backend.clear_session()
                 keras.utils.set_random_seed(0)
                 layers = [keras.Input((spec["inputs"],))]

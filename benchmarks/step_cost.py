@@ -6,7 +6,8 @@ This script times only the jitted train step (JAX backend), called 2,000
 times in a row on the same batch, for: a bare model, Keras's own
 `CosineDecayRestarts`, and `preset("multiphase", peak_lr=1e-3)` (the step
 built by `fit` with the preset's callbacks attached, taken at the end of
-its first epoch). Best of 5 blocks, per configuration, rounds interleaved.
+its first epoch). Best of 5 blocks, per configuration, rounds interleaved
+(the order rotated each round).
 
     KERAS_BACKEND=jax python benchmarks/step_cost.py [--rounds 3]
 """
@@ -80,8 +81,9 @@ def main():
     x = rng.normal(size=(16 * 64, 32)).astype("float32")
     y = rng.normal(size=(16 * 64, 1)).astype("float32")
     best = {k: float("inf") for k in CONFIGS}
-    for _ in range(args.rounds):
-        for kind in CONFIGS:
+    for round_ in range(args.rounds):
+        shift = round_ % len(CONFIGS)  # every configuration in every position
+        for kind in CONFIGS[shift:] + CONFIGS[:shift]:
             best[kind] = min(best[kind], step_time(kind, x, y))
     print("MLP 32-64-1, batch 16, Adam; compiled train step alone (JAX):")
     for kind in CONFIGS:
