@@ -140,7 +140,8 @@ def track_optimizer_variable(optimizer, variable) -> None:
 
 def replace_optimizer_variable(optimizer, old, new) -> None:
     """Puts `new` where `old` is in the optimizer's variables (`old` is
-    then untracked; `new`, if tracked elsewhere in the list, moves).
+    then untracked; `new`, if tracked elsewhere in the list, moves; if
+    `old` is not there, `new` is added at the end).
 
     While a composed rate is installed, the optimizer's own `learning_rate`
     variable is no longer read by the step, yet a JAX step would carry it
@@ -162,7 +163,9 @@ def replace_optimizer_variable(optimizer, old, new) -> None:
             ids.discard(id(old))
             ids.add(id(new))
             return
-    raise ValueError(f"{old.path} is not among the optimizer's variables.")
+    # `old` is gone (the list was changed by someone else): `new` is added.
+    variables.append(new)
+    ids.add(id(new))
 
 
 def learning_rate_object(optimizer):

@@ -392,3 +392,22 @@ def test_epoch_level_state_stays_on_the_host():
     assert float(reduction.variable.numpy()) == pytest.approx(0.25)
     reduction.assign(0.125)
     assert float(reduction.variable.numpy()) == pytest.approx(0.125)
+
+
+def test_replace_optimizer_variable_keeps_the_slot_or_adds():
+    from keras_multiphase._keras_internals import replace_optimizer_variable
+
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build([keras.Variable(np.zeros((2,), "float32"))])
+    before = optimizer.variables
+    rate = next(v for v in before if v.path.endswith("learning_rate"))
+    table = keras.Variable(np.zeros((4, 1), "float32"))
+    replace_optimizer_variable(optimizer, rate, table)
+    after = optimizer.variables
+    assert len(after) == len(before)
+    assert [v is table for v in after] == [v is rate for v in before]
+    # Back, then a variable that is not (or no longer) there: added at the end.
+    replace_optimizer_variable(optimizer, table, rate)
+    assert all(a is b for a, b in zip(optimizer.variables, before, strict=True))
+    replace_optimizer_variable(optimizer, table, keras.Variable(1.0))
+    assert len(optimizer.variables) == len(before) + 1
