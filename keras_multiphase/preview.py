@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-
-class _HostVariable:
-    """Stands for a state variable when there is no optimizer: a NumPy
-    value read and written by the same callback code."""
-
-    def __init__(self, value):
-        self._value = np.asarray(value, "float32")
-
-    @property
-    def shape(self):
-        return self._value.shape
-
-    def numpy(self):
-        return self._value
-
-    def assign(self, value):
-        self._value = np.asarray(value, "float32").reshape(self._value.shape)
+from keras_multiphase._state import HostState
 
 
 class _HostStore:
     """The state store of `preview`: plain values, nothing tracked."""
 
-    def variable(self, key: str, value, in_step: bool = False) -> _HostVariable:
-        return _HostVariable(value)
+    def variable(self, key: str, value, in_step: bool = False) -> HostState:
+        # The same host-side state training keeps between epochs.
+        return HostState(key, value)
 
 
 def preview(
