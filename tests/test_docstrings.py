@@ -35,3 +35,20 @@ def test_docstring_example_runs(obj):
     for test in tests:
         runner.run(test)
     assert runner.failures == 0
+
+
+def test_readme_says_each_thing_once():
+    # Twice an edit of one section appended stale copies of the sections
+    # after it: no heading, and no paragraph, may appear twice.
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    headings = [line for line in prose.splitlines() if line.startswith("#")]
+    assert len(headings) == len(set(headings)), sorted(
+        h for h in set(headings) if headings.count(h) > 1
+    )
+    paragraphs = [p.strip() for p in prose.split("\n\n") if len(p.strip()) > 80]
+    repeated = {p[:60] for p in paragraphs if paragraphs.count(p) > 1}
+    assert not repeated, repeated
