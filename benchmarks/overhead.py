@@ -24,10 +24,22 @@ Models:
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
         [--models small current] [--configs preset(multiphase) ...]
-        [--repeats 3] [--epochs 3] [--json out.json]
+        [--repeats 3] [--epochs 3] [--one-core] [--json out.json]
+
+`--one-core` runs each backend's process on one CPU with one compute
+thread (XLA_FLAGS, TF_NUM_*_THREADS, OMP_NUM_THREADS), so that the step,
+Keras's callback thread and the compute threads do not trade places on
+the cores: on the 2-core machine this cut the JAX A/A spread (25-75%)
+from about +-6 us/step to +-0.5. TensorFlow's runtime measured noisier on
+one core than on two; use it for JAX and PyTorch.
+
+Configurations besides the callbacks: `5 empty callbacks` (what Keras's
+loop costs per attached callback, whatever it does), and the preset with a
+given peak (`peak_lr=1e-3`, no range test at train begin).
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -41,8 +53,16 @@ CONFIGS = (
     "PhaseLR",
     "WarmupCosineRestarts",
     "PlateauLR",
+    "5 empty callbacks",
+    "preset(multiphase, peak_lr=1e-3)",
     "preset(multiphase)",
 )
+ONE_THREAD = {
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+}
 MODELS = {
     "small": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024},
     "current": {"inputs": 64, "hidden": (256, 256), "batch": 32, "steps": 512},
@@ -78,6 +98,11 @@ def child(models, repeats, epochs, configs=CONFIGS):
             return [km.WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1)]
         if kind == "PlateauLR":
             return [km.PlateauLR(monitor="loss", patience=2)]
+        if kind == "5 empty callbacks":
+            # What Keras's loop costs per callback and step, whatever it does.
+            return [keras.callbacks.Callback() for _ in range(5)]
+        if kind == "preset(multiphase, peak_lr=1e-3)":
+            return km.preset("multiphase", peak_lr=1e-3)  # no range test
         if kind == "preset(multiphase)":
             return km.preset("multiphase")
         return []
@@ -151,6 +176,11 @@ def main():
     parser.add_argument(
         "--configs", nargs="+", default=list(CONFIGS[1:]), choices=CONFIGS[1:]
     )
+    parser.add_argument(
+        "--one-core",
+        action="store_true",
+        help="one CPU and one compute thread per backend process",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,6 +190,12 @@ def main():
     results = {}
     for backend in args.backends:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        pin = None
+        if args.one_core:
+            env.update(ONE_THREAD)
+            pin = functools.partial(
+                os.sched_setaffinity, 0, {max(os.sched_getaffinity(0))}
+            )
         done = subprocess.run(
             [
                 sys.executable,
@@ -175,6 +211,7 @@ def main():
                 *args.configs,
             ],
             env=env,
+            preexec_fn=pin,
             capture_output=True,
             text=True,
         )
@@ -209,6 +246,11 @@ def main():
             print(f"{kind:<24}" + "".join(f"{c:>22}" for c in cells))
         print("(median over rounds of the difference paired by round; --json: spread)")
     if args.json:
+        results["settings"] = {
+            "repeats": args.repeats,
+            "epochs": args.epochs,
+            "one_core": args.one_core,
+        }
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
 
