@@ -1,5 +1,8 @@
 """The engine: a table read in the step, formulas as the fallback."""
 
+import collections
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -411,3 +414,71 @@ def test_replace_optimizer_variable_keeps_the_slot_or_adds():
     assert all(a is b for a, b in zip(optimizer.variables, before, strict=True))
     replace_optimizer_variable(optimizer, table, keras.Variable(1.0))
     assert len(optimizer.variables) == len(before) + 1
+
+
+class CountPythonCalls(keras.callbacks.Callback):
+    """Counts the Python calls `fit` makes on its thread during one epoch,
+    by function (a count of work, where wall-clock time is noise)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.calls = epoch, collections.Counter()
+
+    def _count(self, frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            self.calls[(code.co_filename, code.co_name)] += 1
+        elif event == "c_call":
+            self.calls[("<C>", getattr(arg, "__qualname__", repr(arg)))] += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            sys.setprofile(self._count)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            sys.setprofile(None)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="an eager PyTorch step asks for the rate from Python by design",
+)
+def test_preset_adds_no_python_work_to_a_step():
+    # Per step, the preset may only cost what Keras's loop spends on any
+    # attached callback (its no-op batch hooks): no hook of ours, no
+    # evaluation of the rate in Python, and no more state for the loop to
+    # walk (JAX: ~22 calls per step for each variable the step carries).
+    steps = 512
+    x = np.random.default_rng(0).normal(size=(steps * 2, 4)).astype("float32")
+    y = x[:, :1]
+
+    def calls_per_step(callbacks):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        # Epoch 2: Keras 3.8 on JAX still compiles during epoch 1.
+        counter = CountPythonCalls(epoch=2)
+        model.fit(
+            x, y, batch_size=2, epochs=3, verbose=0, callbacks=[*callbacks, counter]
+        )
+        return counter.calls
+
+    bare = calls_per_step([])
+    callbacks = keras_multiphase.preset("multiphase", peak_lr=1e-3)
+    extra = calls_per_step(callbacks)
+    extra.subtract(bare)
+    # Keras's asynchronous batch-end dispatch polls its futures a number of
+    # times that depends on thread timing: those calls are not counted.
+    timing = ("thread", "futures", "Lock", "Condition", "Event", "_acquire")
+    per_step = {
+        k: v / steps
+        for k, v in extra.items()
+        if abs(v) >= steps // 2 and not any(t in f"{k}" for t in timing)
+    }
+    hooks = {k: v for k, v in per_step.items() if k[0].endswith("callback.py")}
+    assert per_step == hooks, per_step
+    # Keras calls each callback's on_train_batch_begin -> on_batch_begin
+    # (and the same for the end, on this thread unless it dispatches it).
+    assert set(hooks.values()) == {len(callbacks)}
+    assert len(hooks) in (2, 4), hooks
