@@ -1,15 +1,22 @@
-"""The compiled train step alone, on JAX: what the composed rate costs in it.
+"""The compiled train step alone: what the composed rate costs in it.
 
 `overhead.py` times whole epochs of `fit`, where Python's loop around the
 step and the machine's noise are larger than the step's own differences.
-This script times only the jitted train step (JAX backend), called 2,000
-times in a row on the same batch, for: a bare model, Keras's own
-`CosineDecayRestarts`, and `preset("multiphase", peak_lr=1e-3)` (the step
-built by `fit` with the preset's callbacks attached, taken at the end of
-its first epoch). Best of 5 blocks, per configuration, rounds interleaved
-(the order rotated each round).
+This script times only the train step built by `fit`, for: a bare model,
+Keras's own `CosineDecayRestarts`, and `preset("multiphase",
+peak_lr=1e-3)` (the step built by `fit` with the preset's callbacks
+attached, taken at the end of its first epoch).
+
+JAX: the jitted step called 2,000 times in a row on the same batch, best
+of 5 blocks per configuration, rounds interleaved (the order rotated each
+round). TensorFlow: every configuration's `train_function` is built first,
+then they are timed in interleaved blocks of 300 calls (`--rounds` x 10
+alternations, the order rotated each time); printed: the median time, and
+the median and 25-75% range of the difference with the bare step of the
+same alternation, next to an A/A `bare (again)`.
 
     KERAS_BACKEND=jax python benchmarks/step_cost.py [--rounds 3]
+    KERAS_BACKEND=tensorflow python benchmarks/step_cost.py [--rounds 4]
 """
 
 import argparse
@@ -23,9 +30,9 @@ import keras_multiphase as km
 CONFIGS = ("bare", "CosineDecayRestarts", "preset(multiphase)")
 
 
-def step_time(kind, x, y, calls=2000, blocks=5):
-    import jax
-
+def fit_one_epoch(kind, x, y, at_epoch_end):
+    """Fits one epoch of the configuration `kind`; `at_epoch_end(model)`
+    runs at its end, with the train step the fit uses."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -41,54 +48,109 @@ def step_time(kind, x, y, calls=2000, blocks=5):
     callbacks = (
         km.preset("multiphase", peak_lr=1e-3) if kind.startswith("preset") else []
     )
-    found = {}
 
-    class TimeStep(keras.callbacks.Callback):
+    class AtEpochEnd(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            model = self.model  # syncs the state
-            state = model._get_jax_state(
-                trainable_variables=True,
-                non_trainable_variables=True,
-                optimizer_variables=True,
-                metrics_variables=True,
-            )
-            function, batch = model.train_function, [(x[:16], y[:16])]
-            for _ in range(200):
-                _, state = function(state, iter(batch))
-            jax.block_until_ready(state)
-            best = float("inf")
-            for _ in range(blocks):
-                start = time.perf_counter()
-                for _ in range(calls):
-                    _, state = function(state, iter(batch))
-                jax.block_until_ready(state)
-                best = min(best, (time.perf_counter() - start) / calls)
-            found["us"] = best * 1e6
+            at_epoch_end(self.model)
 
     model.fit(
-        x, y, batch_size=16, epochs=1, verbose=0, callbacks=[*callbacks, TimeStep()]
+        x, y, batch_size=16, epochs=1, verbose=0, callbacks=[*callbacks, AtEpochEnd()]
     )
+
+
+def jax_step_time(kind, x, y, calls=2000, blocks=5):
+    import jax
+
+    found = {}
+
+    def time_step(model):
+        state = model._get_jax_state(  # syncs the state
+            trainable_variables=True,
+            non_trainable_variables=True,
+            optimizer_variables=True,
+            metrics_variables=True,
+        )
+        function, batch = model.train_function, [(x[:16], y[:16])]
+        for _ in range(200):
+            _, state = function(state, iter(batch))
+        jax.block_until_ready(state)
+        best = float("inf")
+        for _ in range(blocks):
+            start = time.perf_counter()
+            for _ in range(calls):
+                _, state = function(state, iter(batch))
+            jax.block_until_ready(state)
+            best = min(best, (time.perf_counter() - start) / calls)
+        found["us"] = best * 1e6
+
+    fit_one_epoch(kind, x, y, time_step)
     return found["us"]
+
+
+def run_jax(rounds, x, y):
+    best = {k: float("inf") for k in CONFIGS}
+    for round_ in range(rounds):
+        shift = round_ % len(CONFIGS)  # every configuration in every position
+        for kind in CONFIGS[shift:] + CONFIGS[:shift]:
+            best[kind] = min(best[kind], jax_step_time(kind, x, y))
+    print("MLP 32-64-1, batch 16, Adam; compiled train step alone (JAX):")
+    for kind in CONFIGS:
+        added = best[kind] - best["bare"]
+        print(f"  {kind:<22} {best[kind]:7.2f} us/step ({added:+.2f} vs bare)")
+
+
+def run_tensorflow(rounds, x, y, calls=300):
+    import tensorflow as tf
+
+    configs = ("bare", "bare (again)", *CONFIGS[1:])
+    steps = {}
+    for kind in configs:
+
+        def keep(model, kind=kind):
+            batches = tf.data.Dataset.from_tensors((x[:16], y[:16])).repeat()
+            steps[kind] = (model.train_function, iter(batches))
+
+        fit_one_epoch(kind, x, y, keep)
+    for function, batches in steps.values():
+        for _ in range(calls):
+            function(batches)
+    times = {k: [] for k in configs}
+    for turn in range(rounds * 10):
+        shift = turn % len(configs)
+        for kind in configs[shift:] + configs[:shift]:
+            function, batches = steps[kind]
+            start = time.perf_counter()
+            for _ in range(calls):
+                function(batches)
+            times[kind].append((time.perf_counter() - start) / calls * 1e6)
+    bare = np.asarray(times["bare"])
+    print(
+        "MLP 32-64-1, batch 16, Adam; compiled train step alone (TensorFlow), "
+        f"{rounds * 10} interleaved blocks of {calls} calls:"
+    )
+    for kind in configs:
+        added = np.asarray(times[kind]) - bare
+        low, mid, high = np.percentile(added, [25, 50, 75])
+        print(
+            f"  {kind:<22} {np.median(times[kind]):7.1f} us/step "
+            f"({mid:+.1f} vs bare, 25-75% {low:+.1f}..{high:+.1f})"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if keras.backend.backend() != "jax":
-        raise SystemExit("Run with KERAS_BACKEND=jax.")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16 * 64, 32)).astype("float32")
     y = rng.normal(size=(16 * 64, 1)).astype("float32")
-    best = {k: float("inf") for k in CONFIGS}
-    for round_ in range(args.rounds):
-        shift = round_ % len(CONFIGS)  # every configuration in every position
-        for kind in CONFIGS[shift:] + CONFIGS[:shift]:
-            best[kind] = min(best[kind], step_time(kind, x, y))
-    print("MLP 32-64-1, batch 16, Adam; compiled train step alone (JAX):")
-    for kind in CONFIGS:
-        added = best[kind] - best["bare"]
-        print(f"  {kind:<22} {best[kind]:7.2f} us/step ({added:+.2f} vs bare)")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        run_jax(args.rounds, x, y)
+    elif backend == "tensorflow":
+        run_tensorflow(args.rounds, x, y)
+    else:
+        raise SystemExit("Run with KERAS_BACKEND=jax or tensorflow.")
 
 
 if __name__ == "__main__":
