@@ -184,6 +184,8 @@ def main():
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_core and not hasattr(os, "sched_setaffinity"):
+        parser.error("--one-core needs os.sched_setaffinity (Linux)")
     if args.child:
         child(args.models, args.repeats, args.epochs, ("bare", *args.configs))
         return
