@@ -34,8 +34,13 @@ from about +-6 us/step to +-0.5. TensorFlow's runtime measured noisier on
 one core than on two; use it for JAX and PyTorch.
 
 Configurations besides the callbacks: `5 empty callbacks` (what Keras's
-loop costs per attached callback, whatever it does), and the preset with a
-given peak (`peak_lr=1e-3`, no range test at train begin).
+loop costs per attached callback, whatever it does), the preset with a
+given peak (`peak_lr=1e-3`, no range test at train begin), and two that
+isolate what a variable of the training state costs per step: `constant
+schedule` (the bare fit's rate as a `LearningRateSchedule`, so the
+optimizer has no `learning_rate` variable, as with Keras's own schedules)
+and `one more optimizer variable` (the bare fit with one scalar added to
+the optimizer's variables, read by nothing).
 """
 
 import argparse
@@ -50,6 +55,8 @@ CONFIGS = (
     "bare",
     "bare (again)",
     "CosineDecayRestarts",
+    "constant schedule",
+    "one more optimizer variable",
     "PhaseLR",
     "WarmupCosineRestarts",
     "PlateauLR",
@@ -81,7 +88,16 @@ def child(models, repeats, epochs, configs=CONFIGS):
                 1e-3, first_decay_steps=2 * steps
             )
             return keras.optimizers.Adam(schedule)
+        if kind == "constant schedule":
+            return keras.optimizers.Adam(Constant())
         return keras.optimizers.Adam(1e-3)
+
+    class Constant(keras.optimizers.schedules.LearningRateSchedule):
+        """1e-3 at every step, as a schedule: the optimizer then has no
+        `learning_rate` variable (what Keras's own schedules save)."""
+
+        def __call__(self, step):
+            return 1e-3
 
     def callbacks(kind):
         if kind == "PhaseLR":
@@ -140,6 +156,10 @@ def child(models, repeats, epochs, configs=CONFIGS):
                 ]
                 model = keras.Sequential([*layers, keras.layers.Dense(1)])
                 model.compile(optimizer=optimizer(kind, steps), loss="mse")
+                if kind == "one more optimizer variable":
+                    # One more variable in the training state, read by nothing.
+                    model.optimizer.build(model.trainable_variables)
+                    model.optimizer.add_variable((), name="one_more")
                 timer = EpochTimer()
                 model.fit(
                     x,

@@ -9,7 +9,9 @@ attached, taken at the end of its first epoch).
 
 JAX: the jitted step called 2,000 times in a row on the same batch, best
 of 5 blocks per configuration, rounds interleaved (the order rotated each
-round). TensorFlow: every configuration's `train_function` is built first,
+round), then the time to rebuild the bare step and make its first call
+(what compiling the rates as constants would cost at each epoch-level
+decision). TensorFlow: every configuration's `train_function` is built first,
 then they are timed in interleaved blocks of 300 calls (`--rounds` x 10
 alternations, the order rotated each time); printed: the median time, and
 the median and 25-75% range of the difference with the bare step of the
@@ -87,6 +89,23 @@ def jax_step_time(kind, x, y, calls=2000, blocks=5):
     return found["us"]
 
 
+def jax_rebuild_time(x, y, rebuilds=3):
+    """Seconds to rebuild the bare train step and make its first call:
+    what compiling the rates into the step as constants would cost at each
+    epoch-level decision (a plateau reduction), instead of a table write."""
+    found = []
+
+    def time_rebuilds(model):
+        for _ in range(rebuilds):
+            model.make_train_function(force=True)
+            start = time.perf_counter()
+            model.train_on_batch(x[:16], y[:16])
+            found.append(time.perf_counter() - start)
+
+    fit_one_epoch("bare", x, y, time_rebuilds)
+    return min(found)
+
+
 def run_jax(rounds, x, y):
     best = {k: float("inf") for k in CONFIGS}
     for round_ in range(rounds):
@@ -97,6 +116,12 @@ def run_jax(rounds, x, y):
     for kind in CONFIGS:
         added = best[kind] - best["bare"]
         print(f"  {kind:<22} {best[kind]:7.2f} us/step ({added:+.2f} vs bare)")
+    rebuild = jax_rebuild_time(x, y)
+    print(
+        f"  a rebuild of the bare step and its first call: {rebuild * 1e3:.0f} ms "
+        f"(= {rebuild / 2e-6:,.0f} steps at the ~2 us/step one state "
+        "variable costs, overhead.py)"
+    )
 
 
 def run_tensorflow(rounds, x, y, calls=300):
