@@ -445,19 +445,32 @@ class CountPythonCalls(keras.callbacks.Callback):
     keras.backend.backend() == "torch",
     reason="an eager PyTorch step asks for the rate from Python by design",
 )
-def test_preset_adds_no_python_work_to_a_step():
+@pytest.mark.parametrize("heads", [1, 2])
+def test_preset_adds_no_python_work_to_a_step(heads):
     # Per step, the preset may only cost what Keras's loop spends on any
     # attached callback (its no-op batch hooks): no hook of ours, no
     # evaluation of the rate in Python, and no more state for the loop to
     # walk (JAX: ~22 calls per step for each variable the step carries).
+    # Two heads: the preset's `fixed` loss weights stay compile's constants.
     steps = 512
     x = np.random.default_rng(0).normal(size=(steps * 2, 4)).astype("float32")
-    y = x[:, :1]
+    y = x[:, :1] if heads == 1 else {"a": x[:, :1], "b": x[:, 1:2]}
 
     def calls_per_step(callbacks):
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        if heads == 1:
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            loss, weights = "mse", None
+        else:
+            inputs = keras.Input((4,))
+            outputs = {
+                name: keras.layers.Dense(1, name=name)(inputs) for name in ("a", "b")
+            }
+            model = keras.Model(inputs, outputs)
+            loss, weights = {"a": "mse", "b": "mse"}, {"a": 1.0, "b": 0.5}
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=loss, loss_weights=weights
+        )
         # Epoch 2: Keras 3.8 on JAX still compiles during epoch 1.
         counter = CountPythonCalls(epoch=2)
         model.fit(

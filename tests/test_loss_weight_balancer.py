@@ -359,3 +359,28 @@ def test_list_and_single_losses(form):
     ).history
     assert_total_is_weighted_sum(history)
     assert weights_of(history)[-1][0] < weights_of(history)[-1][1]
+
+
+@pytest.mark.parametrize("weights", [None, {"cls": 1.5}])
+def test_fixed_at_the_compiled_weights_adds_no_state_to_the_step(weights):
+    # `fixed` at the weights given to compile has nothing to change: the
+    # compiled loss keeps its constants and the step carries no variable of
+    # ours (each costs Keras's JAX loop ~2 us per step). The weights are
+    # still logged, and the total is still their weighted sum.
+    compiled = {"threshold": 0.5, "cls": 1.5}
+
+    def fit_with(callbacks):
+        model = two_heads(lr=1e-3, loss_weights=compiled)
+        history = fit(model, callbacks, epochs=2)
+        return len(model.metrics_variables), history
+
+    bare, _ = fit_with([])
+    carried, history = fit_with([LossWeightBalancer("fixed", weights=weights)])
+    assert carried == bare
+    np.testing.assert_allclose(weights_of(history), [[0.5, 1.5]] * 2)
+    assert_total_is_weighted_sum(history)
+    # Other fixed weights do need the variables, and the count sees them.
+    carried, history = fit_with([LossWeightBalancer("fixed", weights={"cls": 3.0})])
+    assert carried == bare + 2
+    np.testing.assert_allclose(weights_of(history), [[0.5, 3.0]] * 2)
+    assert_total_is_weighted_sum(history)

@@ -100,7 +100,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
     components itself. Weights passed to `compile(loss_weights=...)` are the
     starting weights. The weights are variables the compiled step reads, so
     TensorFlow, JAX and PyTorch all use the current values; changing them
-    never recompiles and never touches optimizer state.
+    never recompiles and never touches optimizer state. `"fixed"` at the
+    starting weights changes nothing and leaves the compiled loss as it is
+    (no variable enters the step).
 
     Strategies (`strategy=`):
 
@@ -252,7 +254,13 @@ class LossWeightBalancer(keras.callbacks.Callback):
         self._metric = None
         self._compile_loss = None
         self._pending = False
+        self._constant = False  # `fixed` at the compiled weights: no variables
         self._warned = set()
+
+    @property
+    def _balances(self) -> bool:
+        """Whether there are components to weigh (and state to keep)."""
+        return self._metric is not None or self._constant
 
     # -- validation ------------------------------------------------------
     @staticmethod
@@ -318,7 +326,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
             self._install_when_built(model, compile_loss)
         elif compile_loss.built:
             self._install(model, compile_loss)
-            if self._metric is not None and getattr(model, "optimizer", None):
+            if self._balances and getattr(model, "optimizer", None):
                 # Before BackupAndRestore's on_train_begin loads a backup.
                 self._attach_state()
 
@@ -350,6 +358,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         flat = _keras_internals.loss_entries(compile_loss)
         self._compile_loss = compile_loss
         self._names = [entry.name for entry in flat]
+        self._constant = False
         if len(flat) < 2:
             self._metric = None
             return
@@ -362,6 +371,14 @@ class LossWeightBalancer(keras.callbacks.Callback):
                 1.0 if entry.loss_weights is None else float(entry.loss_weights)
                 for entry in flat
             ]
+            if self._keeps_compiled_weights(initial):
+                # The compiled loss already multiplies by these weights, as
+                # constants; variables would only add to the state every
+                # step carries (JAX: ~2 us per variable and step).
+                self._metric = None
+                self._initial = np.asarray(initial, "float64")
+                self._constant = True
+                return
             with creation_scope(model):
                 metric = _LossWeights(self._names, initial)
             self._initial = metric.initial
@@ -373,6 +390,16 @@ class LossWeightBalancer(keras.callbacks.Callback):
             if retrace:
                 # A step traced before used constant weights: trace it again.
                 model.train_function = None
+
+    def _keeps_compiled_weights(self, initial) -> bool:
+        """`fixed` at the weights given to compile: nothing to change."""
+        if self.strategy != "fixed":
+            return False
+        given = self.weights or {}
+        return all(
+            given.get(name, w) == w
+            for name, w in zip(self._names, initial, strict=True)
+        )
 
     def _attach_state(self) -> None:
         optimizer = _keras_internals.callback_model(self).optimizer
@@ -424,9 +451,9 @@ class LossWeightBalancer(keras.callbacks.Callback):
                 "LossWeightBalancer needs a model compiled with a `loss` "
                 "(model.compile(loss={...})); this model has none."
             )
-        if self._pending and self._metric is None:
+        if self._pending and not self._balances:
             return  # installed by the first traced step
-        if self._metric is None and len(self._names) < 2:
+        if not self._balances:
             if compile_loss is not self._compile_loss:
                 raise ValueError(
                     "LossWeightBalancer could not find the loss components "
@@ -515,7 +542,7 @@ class LossWeightBalancer(keras.callbacks.Callback):
         return np.asarray([current[n] for n in self._names])
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._metric is None or logs is None:
+        if not self._balances or logs is None:
             return
         _ = self.model
         if getattr(self, "_state_owner", None) is not self.model.optimizer:
