@@ -21,6 +21,8 @@ Models:
            the honest case for per-step cost (a GPU step is short too)
   current  MLP 64-256-256-1, batch 32, 512 steps per epoch: a longer
            step, which hides most of the cost
+  two-head the small model with two output heads (a dict of outputs, one
+           loss each): the shape of model the preset is for
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
         [--models small current] [--configs preset(multiphase) ...]
@@ -73,6 +75,7 @@ ONE_THREAD = {
 MODELS = {
     "small": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024},
     "current": {"inputs": 64, "hidden": (256, 256), "batch": 32, "steps": 512},
+    "two-head": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024, "heads": 2},
 }
 
 
@@ -123,6 +126,23 @@ def child(models, repeats, epochs, configs=CONFIGS):
             return km.preset("multiphase")
         return []
 
+    def build(spec):
+        """The model, its loss and its targets (`heads` > 1: a dict of
+        outputs, one loss each, as multi-output users compile)."""
+        heads = spec.get("heads", 1)
+        if heads == 1:
+            layers = [keras.Input((spec["inputs"],))]
+            layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
+            return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
+        inputs = keras.Input((spec["inputs"],))
+        hidden = inputs
+        for width in spec["hidden"]:
+            hidden = keras.layers.Dense(width, activation="relu")(hidden)
+        names = [f"head_{i}" for i in range(heads)]
+        outputs = {n: keras.layers.Dense(1, name=n)(hidden) for n in names}
+        targets = {n: np.roll(y, i) for i, n in enumerate(names)}
+        return keras.Model(inputs, outputs), dict.fromkeys(names, "mse"), targets
+
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -150,12 +170,8 @@ def child(models, repeats, epochs, configs=CONFIGS):
             for kind in configs[shift:] + configs[:shift]:
                 keras.backend.clear_session()
                 keras.utils.set_random_seed(0)
-                layers = [keras.Input((spec["inputs"],))]
-                layers += [
-                    keras.layers.Dense(h, activation="relu") for h in spec["hidden"]
-                ]
-                model = keras.Sequential([*layers, keras.layers.Dense(1)])
-                model.compile(optimizer=optimizer(kind, steps), loss="mse")
+                model, loss, targets = build(spec)
+                model.compile(optimizer=optimizer(kind, steps), loss=loss)
                 if kind == "one more optimizer variable":
                     # One more variable in the training state, read by nothing.
                     model.optimizer.build(model.trainable_variables)
@@ -163,7 +179,7 @@ def child(models, repeats, epochs, configs=CONFIGS):
                 timer = EpochTimer()
                 model.fit(
                     x,
-                    y,
+                    targets,
                     batch_size=batch,
                     epochs=1 + epochs,
                     shuffle=False,
@@ -249,7 +265,8 @@ def main():
         print(
             f"\n{model}: MLP {spec['inputs']}-"
             + "-".join(map(str, spec["hidden"]))
-            + f"-1, batch {spec['batch']}, {spec['steps']} steps/epoch"
+            + f"-1 (x{spec.get('heads', 1)} heads), batch {spec['batch']}, "
+            + f"{spec['steps']} steps/epoch"
         )
         header = f"{'added us/step (x bare)':<24}" + "".join(
             f"{b:>22}" for b in args.backends
