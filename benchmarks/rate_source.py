@@ -19,6 +19,9 @@ one of these ways:
                         the next step's row of the table into it (one state
                         variable more than `bare`)
   preset                `preset("multiphase", peak_lr=1e-3)`
+  preset, one more scalar
+                        the same, with one scalar optimizer variable more
+                        that nothing reads
 
 Each run's time is its fastest epoch after the first, paired with the
 `bare` run of the same round (configurations interleaved, the order
@@ -51,6 +54,7 @@ CONFIGS = (
     "table row, one more scalar",
     "next row in the step",
     "preset",
+    "preset, one more scalar",
 )
 ROWS = 8192
 STEPS = 1024
@@ -111,6 +115,9 @@ def build(kind, heads, x, y):
     model.compile(optimizer=optimizer, loss=loss)
     if schedule is not None:
         schedule.attach(optimizer, model.trainable_variables)
+    if kind == "preset, one more scalar":
+        optimizer.build(model.trainable_variables)
+        optimizer.add_variable((), name="unused")
     targets = {n: np.roll(y, i) for i, n in enumerate(names)} if heads > 1 else y
     return model, targets
 
@@ -146,7 +153,9 @@ def main():
                 keras.backend.clear_session()
                 model, targets = build(kind, heads, x, y)
                 callbacks = (
-                    km.preset("multiphase", peak_lr=1e-3) if kind == "preset" else []
+                    km.preset("multiphase", peak_lr=1e-3)
+                    if kind.startswith("preset")
+                    else []
                 )
                 timer = EpochTimer()
                 model.fit(
