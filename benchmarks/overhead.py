@@ -51,7 +51,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 CONFIGS = (
     "bare",
@@ -82,6 +81,7 @@ MODELS = {
 def child(models, repeats, epochs, configs=CONFIGS):
     import keras
     import numpy as np
+    from _fits import EpochTimer, mlp
 
     import keras_multiphase as km
 
@@ -127,32 +127,13 @@ def child(models, repeats, epochs, configs=CONFIGS):
         return []
 
     def build(spec):
-        """The model, its loss and its targets (`heads` > 1: a dict of
-        outputs, one loss each, as multi-output users compile)."""
+        """The model, its loss and its targets."""
         heads = spec.get("heads", 1)
         if heads == 1:
             layers = [keras.Input((spec["inputs"],))]
             layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
             return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
-        inputs = keras.Input((spec["inputs"],))
-        hidden = inputs
-        for width in spec["hidden"]:
-            hidden = keras.layers.Dense(width, activation="relu")(hidden)
-        names = [f"head_{i}" for i in range(heads)]
-        outputs = {n: keras.layers.Dense(1, name=n)(hidden) for n in names}
-        targets = {n: np.roll(y, i) for i, n in enumerate(names)}
-        return keras.Model(inputs, outputs), dict.fromkeys(names, "mse"), targets
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
+        return mlp(spec["inputs"], spec["hidden"], heads, y)
 
     out = {}
     for name in models:

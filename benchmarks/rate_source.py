@@ -38,10 +38,10 @@ again per variable for weight decay).
 """
 
 import argparse
-import time
 
 import keras
 import numpy as np
+from _fits import EpochTimer, mlp
 from keras import ops
 
 import keras_multiphase as km
@@ -93,11 +93,7 @@ class _FromVariables(keras.optimizers.schedules.LearningRateSchedule):
 
 def build(kind, heads, x, y):
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((x.shape[1],))
-    hidden = keras.layers.Dense(64, activation="relu")(inputs)
-    names = [f"head_{i}" for i in range(heads)]
-    outputs = {n: keras.layers.Dense(1, name=n)(hidden) for n in names}
-    model = keras.Model(inputs, outputs if heads > 1 else outputs[names[0]])
+    model, loss, targets = mlp(x.shape[1], (64,), heads, y)
     schedule = None
     if kind == "CosineDecayRestarts":
         rate = keras.optimizers.schedules.CosineDecayRestarts(1e-3, 2 * STEPS)
@@ -111,27 +107,13 @@ def build(kind, heads, x, y):
     else:
         rate = 1e-3
     optimizer = keras.optimizers.Adam(rate)
-    loss = dict.fromkeys(names, "mse") if heads > 1 else "mse"
     model.compile(optimizer=optimizer, loss=loss)
     if schedule is not None:
         schedule.attach(optimizer, model.trainable_variables)
     if kind == "preset, one more scalar":
         optimizer.build(model.trainable_variables)
         optimizer.add_variable((), name="unused")
-    targets = {n: np.roll(y, i) for i, n in enumerate(names)} if heads > 1 else y
     return model, targets
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
 
 
 def main():

@@ -374,11 +374,14 @@ def test_fixed_at_the_compiled_weights_adds_no_state_to_the_step(weights):
         history = fit(model, callbacks, epochs=2)
         return len(model.metrics_variables), history
 
-    bare, _ = fit_with([])
+    bare, plain = fit_with([])
     carried, history = fit_with([LossWeightBalancer("fixed", weights=weights)])
     assert carried == bare
     np.testing.assert_allclose(weights_of(history), [[0.5, 1.5]] * 2)
     assert_total_is_weighted_sum(history)
+    # And training is the fit without the callback, step for step.
+    for key in ("loss", *(f"{n}_loss" for n in NAMES)):
+        np.testing.assert_allclose(history[key], plain[key], rtol=1e-6)
     # Other fixed weights do need the variables, and the count sees them.
     carried, history = fit_with([LossWeightBalancer("fixed", weights={"cls": 3.0})])
     assert carried == bare + 2
