@@ -164,10 +164,12 @@ def test_optimizer_without_a_rate_variable_gets_the_table_added():
 def test_table_is_bounded():
     assert table_module.capacity_for(1) == table_module.MIN_CAPACITY
     assert table_module.capacity_for(1000) == 1024
-    assert (
-        table_module.capacity_for(table_module.TABLE_LIMIT) == table_module.TABLE_LIMIT
-    )
-    assert table_module.capacity_for(table_module.TABLE_LIMIT + 1) is None
+    # One row more than an epoch: the step after its last one.
+    assert table_module.capacity_for(1024) == 2048
+    assert table_module.capacity_for(1024, epochs=4) == 8192
+    limit = table_module.TABLE_LIMIT
+    assert table_module.capacity_for(limit - 1) == limit
+    assert table_module.capacity_for(limit) is None
     assert table_module.capacity_for(None) is None
 
 

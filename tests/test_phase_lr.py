@@ -48,6 +48,54 @@ def test_rates_applied_inside_the_step(spe, kind):
     assert history["phase"] == [0, 0, 1, 2, 2]  # boundaries at steps 7, 13
 
 
+def test_rates_applied_on_an_accelerator_without_reading_the_step(accelerator_reads):
+    """Eager PyTorch on a GPU: each step gathers its row on the device (a
+    read of the step back to Python would wait for the queued steps)."""
+    phases = [
+        {"lr": 0.01, "steps": 7},
+        {"lr": 0.03, "steps": 6, "transition": "cosine", "transition_steps": 3},
+        {"lr": 0.002},
+    ]
+    _, log, history = fit_probe([PhaseLR(phases)], epochs=5, steps_per_epoch=STEPS)
+
+    def ref(s):
+        return phase_ref(
+            s, [0.01, 0.03, 0.002], [7, 6], ["step", "cosine", "step"], [0, 3, 0]
+        )
+
+    assert_applied(log, applied_per_epoch(ref, 5, STEPS))
+    np.testing.assert_allclose(
+        history["learning_rate"], [ref(e * STEPS) for e in range(5)], rtol=1e-5
+    )
+    assert accelerator_reads == []
+
+
+class BatchEndRates(keras.callbacks.Callback):
+    """`optimizer.learning_rate` as a callback reads it after each batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+
+@pytest.mark.parametrize("epochs", [2, 3])
+def test_rates_read_after_each_batch_on_an_accelerator(accelerator_reads, epochs):
+    """What a callback reads after a batch is the next step's rate, also
+    after an epoch's last batch, and every epoch's rates are gathered on
+    the device: the table holds the step after each epoch (2 epochs of 32
+    steps would fill 64 rows exactly)."""
+    phases = [{"lr": 0.01, "steps": 40}, {"lr": 0.03, "steps": 20}, {"lr": 0.002}]
+    reader = BatchEndRates()
+    fit_probe([PhaseLR(phases), reader], epochs=epochs, steps_per_epoch=32)
+    steps = np.arange(1, 32 * epochs + 1)
+    want = np.select([steps < 40, steps < 60], [0.01, 0.03], 0.002)
+    np.testing.assert_allclose(reader.rates, want, rtol=1e-6)
+    assert accelerator_reads == []
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile is TF/JAX here")
 @pytest.mark.parametrize("jit", [True, False])
 def test_rates_exact_with_and_without_jit_compile(jit):

@@ -80,6 +80,34 @@ def test_preview_equals_what_training_applied_step_for_step(name):
     """For multiphase the probe's loss (mean(y_pred)) goes negative, so
     its range test is inconclusive and the peak is the optimizer's rate,
     which is what preview assumes (base_lr)."""
+    _preview_equals_training(name)
+
+
+@pytest.mark.parametrize("name", ["multiphase", "one_cycle"])
+def test_preview_equals_training_on_an_accelerator(accelerator_reads, name):
+    """Eager PyTorch on a GPU gathers each step's row (and OneCycle's
+    momentum) on the device; the step is never read back to Python while
+    the epochs run."""
+    seen = []
+    _preview_equals_training(name, StepReads(accelerator_reads, seen))
+    assert seen and not any(seen)
+
+
+class StepReads(keras.callbacks.Callback):
+    """How many steps were read back to Python during each batch."""
+
+    def __init__(self, reads, seen):
+        super().__init__()
+        self.reads, self.seen = reads, seen
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.before = len(self.reads)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(len(self.reads) - self.before)
+
+
+def _preview_equals_training(name, *extra):
     epochs, steps = 6, 5
     model = rate_probe(keras.optimizers.SGD(0.01))
     recorder = StepWeights()
@@ -93,7 +121,7 @@ def test_preview_equals_what_training_applied_step_for_step(name):
             epochs=epochs,
             shuffle=False,
             verbose=0,
-            callbacks=[*preset(name), recorder],
+            callbacks=[*preset(name), recorder, *extra],
         )
     applied = -np.diff([0.0, *recorder.values])
     expected = preview(name, epochs=epochs, steps_per_epoch=steps, base_lr=0.01)[

@@ -7,7 +7,7 @@ reads its row with one gather. Later epochs reuse the rows while the state
 the rates were computed from is unchanged (`ComposedLearningRate`
 checks it when an epoch starts); a decision, or an epoch past the computed
 rows, computes them again. Row `i` holds the step `s` with
-`s % capacity == i`: an epoch never wraps onto itself (capacity >= its
+`s % capacity == i`: an epoch never wraps onto itself (capacity > its
 steps), and no start index has to be stored next to the table.
 
 A row is `[rate, *columns]`: the extra columns are per-step values the
@@ -16,6 +16,7 @@ step assigns (OneCycle's momentum).
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -26,14 +27,17 @@ MIN_CAPACITY = 64
 
 
 def capacity_for(steps, epochs=1) -> int | None:
-    """Rows for epochs of up to `steps` steps (a power of two), or None
-    when `steps` is unknown or over `TABLE_LIMIT`. Sized for the whole run
-    of `epochs` epochs when it fits in `TABLE_LIMIT` rows (else for as many
-    epochs as fit): rows already computed serve the following epochs until
-    an epoch-level decision changes the rate."""
-    if not steps or int(steps) > TABLE_LIMIT:
+    """Rows for epochs of up to `steps` steps and the step after the last
+    (a power of two), or None when `steps` is unknown or `steps + 1` is
+    over `TABLE_LIMIT`. Sized for the whole run of `epochs` epochs when it
+    fits in `TABLE_LIMIT` rows (else for as many epochs as fit): rows
+    already computed serve the following epochs until an epoch-level
+    decision changes the rate. The step after an epoch's last is what a
+    callback reading `optimizer.learning_rate` after the last batch asks
+    for."""
+    if not steps or int(steps) + 1 > TABLE_LIMIT:
         return None
-    rows = min(int(steps) * max(int(epochs or 1), 1), TABLE_LIMIT)
+    rows = min(int(steps) * max(int(epochs or 1), 1) + 1, TABLE_LIMIT)
     return max(MIN_CAPACITY, 1 << (rows - 1).bit_length())
 
 
@@ -62,10 +66,10 @@ class RateTable:
 
     def reuse(self, start: int, count) -> bool:
         """Serves the epoch of `count` steps from `start` with the rows
-        already computed, if they include it."""
+        already computed, if they include it and the step after it."""
         first, computed = self.computed
         count = self.capacity if not count else int(count)
-        if computed and first <= int(start) and int(start) + count <= first + computed:
+        if computed and first <= int(start) and int(start) + count < first + computed:
             self._use(start, count)
             return True
         return False
@@ -81,10 +85,26 @@ class RateTable:
         start, count = self.filled
         return start <= int(step) < start + count
 
+    def holds_next(self) -> bool:
+        """Whether the row of the step after the current epoch's last one
+        was computed (a read at the end of the epoch's last batch)."""
+        first, computed = self.computed
+        start, count = self.filled
+        return start + count < first + computed
+
     def row(self, step):
         """The row of `step`, inside the compiled step: one gather."""
         index = ops.cast(ops.mod(step, self.capacity), "int32")
         return ops.take(self.variable.value, index, axis=0)
+
+    def device_row(self, step):
+        """The row of `step` in eager PyTorch on an accelerator: a gather
+        on the device with no host data in it (`keras.ops` would turn the
+        capacity into a tensor, and a 0-d tensor used as an index is read
+        back to Python: each waits for the steps queued before it)."""
+        step = step.value if isinstance(step, keras.Variable) else step
+        index = (step % self.capacity).reshape(1)
+        return self.variable.value.index_select(0, index)[0]
 
     def host_row(self, step: int):
         """The row of `step` from the host copy (eager PyTorch)."""
