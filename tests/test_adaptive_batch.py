@@ -113,7 +113,11 @@ def test_lr_scaling_through_the_step(scaling, factor):
     assert_applied(log, [2 * 0.1, 8 * 0.1 * factor(0.25)])
 
 
-def test_phase_boundaries_follow_the_changing_epoch_sizes():
+@pytest.mark.parametrize("device", ["here", "accelerator"])
+def test_phase_boundaries_follow_the_changing_epoch_sizes(device, request):
+    # "accelerator": eager PyTorch gathering each row on the device, the
+    # table refreshed when the batch size changes (`epoch_resized`).
+    waited = request.getfixturevalue("accelerator_reads") if device != "here" else []
     x = np.ones((32, 1), "float32")
     y = np.zeros((32, 1), "float32")
     model = keras.Sequential(
@@ -134,6 +138,7 @@ def test_phase_boundaries_follow_the_changing_epoch_sizes():
         for r in (range(0, 2), range(2, 10), range(10, 18))
     ]
     assert_applied(log, want)
+    assert waited == []
 
 
 def test_other_data_is_refused_at_train_begin():

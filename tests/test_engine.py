@@ -22,6 +22,7 @@ from helpers import (
 
 import keras_multiphase
 from keras_multiphase import OneCycle, PhaseLR, PlateauLR, WarmupCosineRestarts
+from keras_multiphase.engine import composer as composer_module
 from keras_multiphase.engine import table as table_module
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
@@ -159,6 +160,17 @@ def test_optimizer_without_a_rate_variable_gets_the_table_added():
     )
     assert len(seen.seen) == plain + 1
     assert [v.shape for v in seen.package()] == [(64, 1)]
+
+
+def test_only_an_eager_step_on_an_accelerator_avoids_reading_the_step():
+    iterations = keras.Variable(0, dtype="int64", trainable=False)
+    assert not composer_module._host_read_waits(iterations)  # the CPU here
+    assert not composer_module._host_read_waits(3)
+    if BACKEND == "torch":
+        import torch
+
+        # A device that is not the host's ("meta": no data, no GPU needed).
+        assert composer_module._host_read_waits(torch.zeros((), device="meta"))
 
 
 def test_table_is_bounded():
