@@ -217,6 +217,45 @@ def graph_size(schedule):
     pytest.skip("the PyTorch backend does not trace a graph here")
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow runs each op")
+def test_the_rate_adds_one_gather_to_a_tensorflow_step():
+    # TensorFlow's executor runs every op of the step (a few us each on a
+    # CPU): reading the rate is the step's counter mod the table's size,
+    # one gather of the variable and its first column, whatever the
+    # callbacks (`keras.ops.take` added 6 ops that read the whole table).
+    import tensorflow as tf
+
+    from keras_multiphase import _keras_internals
+
+    counted = {}
+
+    class Trace(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            optimizer = self.model.optimizer
+            rate = _keras_internals.learning_rate_object(optimizer)
+            fn = tf.function(lambda: rate(optimizer.iterations))
+            graph = fn.get_concrete_function().graph
+            counted.update(
+                collections.Counter(
+                    op.type
+                    for op in graph.get_operations()
+                    if op.type not in ("Const", "Placeholder", "NoOp", "Identity")
+                )
+            )
+
+    fit_probe(
+        [PhaseLR(PHASES), WarmupCosineRestarts(warmup_steps=2), PlateauLR(), Trace()],
+        epochs=1,
+        steps_per_epoch=4,
+    )
+    assert counted == {
+        "ReadVariableOp": 1,  # the counter
+        "FloorMod": 1,
+        "ResourceGather": 1,
+        "StridedSlice": 1,
+    }
+
+
 def test_cycle_mult_near_one_traces_as_few_ops_as_any_other():
     # 1.0001: 74,262 cycles before float32 stops counting steps; the cycle
     # is found in closed form, not by one comparison per cycle.

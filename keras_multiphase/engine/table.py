@@ -94,6 +94,16 @@ class RateTable:
 
     def row(self, step):
         """The row of `step`, inside the compiled step: one gather."""
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # The counter mod the size, one `ResourceGather` of the
+            # variable: `keras.ops` adds a cast, and `ops.take` reads the
+            # whole table for its shape and corrects negative indices,
+            # which `mod` never gives (7 ops in all that TensorFlow's
+            # executor would run at every step).
+            step = step.value if isinstance(step, keras.Variable) else step
+            return tf.gather(self.variable.value, step % self.capacity)
         index = ops.cast(ops.mod(step, self.capacity), "int32")
         return ops.take(self.variable.value, index, axis=0)
 
