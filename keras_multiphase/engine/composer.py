@@ -48,7 +48,7 @@ from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._state import state_store, unwrap_optimizer
-from keras_multiphase.engine.table import RateTable, capacity_for
+from keras_multiphase.engine.table import RateTable, capacity_for, tensor_of
 from keras_multiphase.schedules import numpy_ops
 
 # Order in which contributions are multiplied (only rounding depends on it).
@@ -99,9 +99,7 @@ def _traced(step) -> bool:
     if backend == "jax":
         import jax
 
-        if isinstance(step, keras.Variable):  # the optimizer's `iterations`
-            step = step.value
-        return isinstance(step, jax.core.Tracer)
+        return isinstance(tensor_of(step), jax.core.Tracer)
     import torch
 
     return torch.compiler.is_compiling()
@@ -114,8 +112,7 @@ def _host_read_waits(step) -> bool:
     H200: +197 us per step of the small model, 0.948 x a bare fit)."""
     if keras.backend.backend() != "torch":
         return False
-    value = step.value if isinstance(step, keras.Variable) else step
-    device = getattr(value, "device", None)
+    device = getattr(tensor_of(step), "device", None)
     return device is not None and device.type != "cpu"
 
 
@@ -166,8 +163,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         # length; and the number of steps of the current epoch.
         self.epoch_map = None
         self.epoch_steps_hint = None
-        # Inside an epoch whose rows, and the next epoch's first, are in
-        # the table: eager reads on an accelerator gather from it.
+        # Eager PyTorch on an accelerator, inside an epoch whose rows (and
+        # the next epoch's first) are in the table: reads gather from it.
         self._device_rows = False
 
     # -- contributions -------------------------------------------------
@@ -241,7 +238,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         table = self.table
-        if self._device_rows and table is not None and _host_read_waits(step):
+        if self._device_rows:
             # Eager PyTorch on an accelerator, inside an epoch: the row is
             # gathered where the step lives, as in a compiled step.
             return self._row(table.device_row(step))
@@ -401,7 +398,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 )
             # A read at the end of the epoch's last batch asks for the next
             # epoch's first step: gathered only where its row was computed.
-            self._device_rows = table.holds_next()
+            self._device_rows = table.holds_next() and _host_read_waits(
+                unwrap_optimizer(self.optimizer).iterations
+            )
 
     def _volatile(self) -> bool:
         """The base rate is a function the rows cannot check (a callable

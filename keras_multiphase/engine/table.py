@@ -26,6 +26,11 @@ TABLE_LIMIT = 1 << 16
 MIN_CAPACITY = 64
 
 
+def tensor_of(step):
+    """The backend tensor of `step` (a `keras.Variable`'s value)."""
+    return step.value if isinstance(step, keras.Variable) else step
+
+
 def capacity_for(steps, epochs=1) -> int | None:
     """Rows for epochs of up to `steps` steps and the step after the last
     (a power of two), or None when `steps` is unknown or `steps + 1` is
@@ -102,8 +107,7 @@ class RateTable:
             # whole table for its shape and corrects negative indices,
             # which `mod` never gives (7 ops in all that TensorFlow's
             # executor would run at every step).
-            step = step.value if isinstance(step, keras.Variable) else step
-            return tf.gather(self.variable.value, step % self.capacity)
+            return tf.gather(self.variable.value, tensor_of(step) % self.capacity)
         index = ops.cast(ops.mod(step, self.capacity), "int32")
         return ops.take(self.variable.value, index, axis=0)
 
@@ -112,8 +116,7 @@ class RateTable:
         on the device with no host data in it (`keras.ops` would turn the
         capacity into a tensor, and a 0-d tensor used as an index is read
         back to Python: each waits for the steps queued before it)."""
-        step = step.value if isinstance(step, keras.Variable) else step
-        index = (step % self.capacity).reshape(1)
+        index = (tensor_of(step) % self.capacity).reshape(1)
         return self.variable.value.index_select(0, index)[0]
 
     def host_row(self, step: int):
