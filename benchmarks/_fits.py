@@ -34,3 +34,65 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.start)
+
+
+def optimizer(kind: str, steps: int):
+    """The optimizer of configuration `kind` (`steps` per epoch)."""
+    if kind == "CosineDecayRestarts":
+        schedule = keras.optimizers.schedules.CosineDecayRestarts(
+            1e-3, first_decay_steps=2 * steps
+        )
+        return keras.optimizers.Adam(schedule)
+    if kind == "constant schedule":
+        return keras.optimizers.Adam(_Constant())
+    return keras.optimizers.Adam(1e-3)
+
+
+class _Constant(keras.optimizers.schedules.LearningRateSchedule):
+    """1e-3 at every step, as a schedule: the optimizer then has no
+    `learning_rate` variable (what Keras's own schedules save)."""
+
+    def __call__(self, step):
+        return 1e-3
+
+
+def callbacks(kind: str) -> list:
+    """The callbacks of configuration `kind`."""
+    import keras_multiphase as km
+
+    if kind == "PhaseLR":
+        return [
+            km.PhaseLR(
+                [
+                    {"name": "a", "lr": 2e-4, "fraction": 0.3},
+                    {"name": "b", "lr": 1e-3, "fraction": 0.4},
+                    {"name": "c", "lr": 2e-5},
+                ]
+            )
+        ]
+    if kind == "WarmupCosineRestarts":
+        return [km.WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1)]
+    if kind == "PlateauLR":
+        return [km.PlateauLR(monitor="loss", patience=2)]
+    if kind == "5 empty callbacks":
+        # What Keras's loop costs per callback and step, whatever it does.
+        return [keras.callbacks.Callback() for _ in range(5)]
+    if kind == "LearningRateScheduler":
+        # Keras's own way to change the rate between epochs: the optimizer
+        # keeps its rate variable and one callback is attached.
+        return [keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr)]
+    if kind == "preset(multiphase, peak_lr=1e-3)":
+        return km.preset("multiphase", peak_lr=1e-3)  # no range test
+    if kind == "preset(multiphase)":
+        return km.preset("multiphase")
+    return []
+
+
+def build(spec: dict, y):
+    """The model of benchmark model `spec`, its loss and its targets."""
+    heads = spec.get("heads", 1)
+    if heads == 1:
+        layers = [keras.Input((spec["inputs"],))]
+        layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
+        return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
+    return mlp(spec["inputs"], spec["hidden"], heads, y)

@@ -62,6 +62,7 @@ CONFIGS = (
     "WarmupCosineRestarts",
     "PlateauLR",
     "5 empty callbacks",
+    "LearningRateScheduler",
     "preset(multiphase, peak_lr=1e-3)",
     "preset(multiphase)",
 )
@@ -81,59 +82,7 @@ MODELS = {
 def child(models, repeats, epochs, configs=CONFIGS):
     import keras
     import numpy as np
-    from _fits import EpochTimer, mlp
-
-    import keras_multiphase as km
-
-    def optimizer(kind, steps):
-        if kind == "CosineDecayRestarts":
-            schedule = keras.optimizers.schedules.CosineDecayRestarts(
-                1e-3, first_decay_steps=2 * steps
-            )
-            return keras.optimizers.Adam(schedule)
-        if kind == "constant schedule":
-            return keras.optimizers.Adam(Constant())
-        return keras.optimizers.Adam(1e-3)
-
-    class Constant(keras.optimizers.schedules.LearningRateSchedule):
-        """1e-3 at every step, as a schedule: the optimizer then has no
-        `learning_rate` variable (what Keras's own schedules save)."""
-
-        def __call__(self, step):
-            return 1e-3
-
-    def callbacks(kind):
-        if kind == "PhaseLR":
-            return [
-                km.PhaseLR(
-                    [
-                        {"name": "a", "lr": 2e-4, "fraction": 0.3},
-                        {"name": "b", "lr": 1e-3, "fraction": 0.4},
-                        {"name": "c", "lr": 2e-5},
-                    ]
-                )
-            ]
-        if kind == "WarmupCosineRestarts":
-            return [km.WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1)]
-        if kind == "PlateauLR":
-            return [km.PlateauLR(monitor="loss", patience=2)]
-        if kind == "5 empty callbacks":
-            # What Keras's loop costs per callback and step, whatever it does.
-            return [keras.callbacks.Callback() for _ in range(5)]
-        if kind == "preset(multiphase, peak_lr=1e-3)":
-            return km.preset("multiphase", peak_lr=1e-3)  # no range test
-        if kind == "preset(multiphase)":
-            return km.preset("multiphase")
-        return []
-
-    def build(spec):
-        """The model, its loss and its targets."""
-        heads = spec.get("heads", 1)
-        if heads == 1:
-            layers = [keras.Input((spec["inputs"],))]
-            layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
-            return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
-        return mlp(spec["inputs"], spec["hidden"], heads, y)
+    from _fits import EpochTimer, build, callbacks, optimizer
 
     out = {}
     for name in models:
@@ -151,7 +100,7 @@ def child(models, repeats, epochs, configs=CONFIGS):
             for kind in configs[shift:] + configs[:shift]:
                 keras.backend.clear_session()
                 keras.utils.set_random_seed(0)
-                model, loss, targets = build(spec)
+                model, loss, targets = build(spec, y)
                 model.compile(optimizer=optimizer(kind, steps), loss=loss)
                 if kind == "one more optimizer variable":
                     # One more variable in the training state, read by nothing.

@@ -22,6 +22,7 @@ from helpers import (
 
 import keras_multiphase
 from keras_multiphase import OneCycle, PhaseLR, PlateauLR, WarmupCosineRestarts
+from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.engine import composer as composer_module
 from keras_multiphase.engine import table as table_module
 from keras_multiphase.schedules import numpy_ops
@@ -500,9 +501,9 @@ class CountPythonCalls(keras.callbacks.Callback):
 )
 @pytest.mark.parametrize("heads", [1, 2])
 def test_preset_adds_no_python_work_to_a_step(heads):
-    # Per step, the preset may only cost what Keras's loop spends on any
-    # attached callback (its no-op batch hooks): no hook of ours, no
-    # evaluation of the rate in Python, and no more state for the loop to
+    # Per step, the preset may only cost Keras's calls of its callbacks'
+    # batch hooks, one no-op call each: no work of ours, no evaluation of
+    # the rate in Python, and no more state for the loop to
     # walk (JAX: ~22 calls per step for each variable the step carries).
     # Two heads: the preset's `fixed` loss weights stay compile's constants.
     steps = 512
@@ -543,11 +544,10 @@ def test_preset_adds_no_python_work_to_a_step(heads):
         for k, v in extra.items()
         if abs(v) >= steps // 2 and not any(t in f"{k}" for t in timing)
     }
-    # Keras's own `Callback` base methods, not a file of ours of that name.
-    keras_callback = inspect.getsourcefile(keras.callbacks.Callback)
-    hooks = {k: v for k, v in per_step.items() if k[0] == keras_callback}
-    assert per_step == hooks, per_step
-    # Keras calls each callback's on_train_batch_begin -> on_batch_begin
-    # (and the same for the end, on this thread unless it dispatches it).
-    assert set(hooks.values()) == {len(callbacks)}
-    assert len(hooks) in (2, 4), hooks
+    # Keras calls each callback's on_train_batch_begin, and its
+    # on_train_batch_end on this thread where it does not hand batch ends
+    # to a thread (TensorFlow). Each is one call of a no-op; without
+    # EpochCallback, Keras's base hooks would call on_batch_begin/_end too.
+    hooks_here = 2 if keras.backend.backend() == "tensorflow" else 1
+    no_op = (inspect.getsourcefile(EpochCallback), "_nothing")
+    assert per_step == {no_op: hooks_here * len(callbacks)}, per_step

@@ -1,5 +1,8 @@
 """Nothing left behind: interrupted fits, fresh callbacks for every fit,
-BackupAndRestore in the wrong place."""
+BackupAndRestore in the wrong place; Keras's batch hooks kept as Keras runs
+them."""
+
+import threading
 
 import keras
 import numpy as np
@@ -110,3 +113,46 @@ def test_backup_and_restore_before_the_package_is_refused(tmp_dir):
         fit(model, [backup, PhaseLR([{"lr": 0.01}])])
     # After it, it is fine.
     fit(model, [PhaseLR([{"lr": 0.01}]), keras.callbacks.BackupAndRestore(tmp_dir)])
+
+
+class BatchEnds(keras.callbacks.Callback):
+    """Records the thread of every `on_train_batch_end`; safe to run on
+    Keras's callback thread, so it does not turn that dispatch off."""
+
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self.threads = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.threads.append(threading.get_ident())
+
+
+def test_the_preset_keeps_keras_batch_ends_off_the_training_thread():
+    # Keras hands batch-end hooks to a thread (JAX, PyTorch) only while no
+    # callback overrides one without saying it is `async_safe`: the
+    # package's no-op hooks must not make every step wait for the logs.
+    probe = BatchEnds()
+    fit(
+        rate_probe(keras.optimizers.SGD(0.1)),
+        [*km.preset("multiphase", peak_lr=0.01), probe],
+    )
+    assert len(probe.threads) == STEPS
+    on_this_thread = set(probe.threads) == {threading.get_ident()}
+    assert on_this_thread == (keras.backend.backend() == "tensorflow")
+
+
+def test_a_subclass_keeps_keras_legacy_batch_hooks():
+    # Keras's `on_train_batch_end` calls the legacy `on_batch_end`; a
+    # subclass that overrides the legacy hook gets it called at every step,
+    # on the training thread (it did not say it is safe elsewhere).
+    class Counting(PhaseLR):
+        def on_batch_end(self, batch, logs=None):
+            self.seen.append((batch, threading.get_ident()))
+
+    callback = Counting([{"lr": 0.01}])
+    callback.seen = []
+    assert not callback.async_safe
+    fit(rate_probe(keras.optimizers.SGD(0.1)), [callback, BatchEnds()])
+    assert callback.seen == [(b, threading.get_ident()) for b in range(STEPS)]

@@ -21,6 +21,7 @@ from keras_multiphase._validation import (
     check_positive,
 )
 from keras_multiphase.balancing.strategies import STRATEGIES
+from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.callbacks.lr_callback import check_backup_order
 from keras_multiphase.engine.composer import composer_of
 from keras_multiphase.schedules import numpy_ops
@@ -91,7 +92,7 @@ def _check_names(what, names, known) -> None:
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
-class LossWeightBalancer(keras.callbacks.Callback):
+class LossWeightBalancer(EpochCallback):
     """Re-weights the loss components of a multi-output model during `fit`.
 
     Works on a model compiled the ordinary way, e.g.

@@ -8,6 +8,7 @@ import numpy as np
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.engine.composer import FACTOR, composer_for, release
 
 
@@ -71,7 +72,7 @@ class PhaseIndex(float):
     __str__ = __repr__
 
 
-class LRCallback(keras.callbacks.Callback):
+class LRCallback(EpochCallback):
     """Attaches one contribution to the optimizer's composed rate.
 
     Subclasses set `lr_role` and implement `_resolve()` (turn epochs and

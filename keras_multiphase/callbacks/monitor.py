@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_multiphase._messages import say
 from keras_multiphase._validation import check_number
+from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.diagnosis import signs as sg
 from keras_multiphase.diagnosis.report import (
     DiagnosisReport,
@@ -25,7 +26,7 @@ class TrainingDynamicsWarning(UserWarning):
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
-class TrainingDynamicsMonitor(keras.callbacks.Callback):
+class TrainingDynamicsMonitor(EpochCallback):
     """Watches the loss curve during `fit` and warns once per problem.
 
     At each epoch end it runs the checks of `keras_multiphase.diagnose` on
