@@ -5,8 +5,9 @@ Timing `fit` on a shared machine resolves a few microseconds per step at
 best (`overhead.py` prints its A/A spread). This script counts instead the
 instructions the process's main thread executes per step of `fit`, under
 Valgrind's `callgrind` tool: the same fit gives the same count to within
-about 0.03% (`bare (again)` shows it), so differences of a few hundred
-instructions per step between configurations are real. A count is not a
+about 0.3% (`bare (again)` shows it: hash tables keyed by addresses vary
+with the heap's layout), so differences of a few thousand instructions
+per step between configurations are real. A count is not a
 time: it weighs all instructions alike, and it leaves out what runs on
 other threads (XLA's and TensorFlow's compute threads, where the compiled
 step itself runs on JAX; `step_cost.py` times that part).
