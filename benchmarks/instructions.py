@@ -14,7 +14,8 @@ step itself runs on JAX; `step_cost.py` times that part).
 
 Each configuration of `overhead.py` runs in its own process under
 `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`, on
-the small model (MLP 32-64-1, batch 16, `--steps` per epoch). Counting
+`overhead.py`'s small model (MLP 32-64-1, batch 16, `--steps` per epoch)
+or its two-head one (`--model two-head`). Counting
 starts when the second epoch begins (the first traces and compiles the
 step) and stops when the last one ends, so it covers whole epochs: every
 step, Keras's loop around it, and the epoch-level hooks of every callback.
@@ -28,7 +29,8 @@ Ubuntu: `apt-get install valgrind gcc`). About 1-3 minutes per
 configuration on one core.
 
     python benchmarks/instructions.py [--backends jax tensorflow torch]
-        [--configs bare (again) CosineDecayRestarts ...] [--steps 1024]
+        [--configs bare (again) CosineDecayRestarts ...] [--model small]
+        [--steps 1024]
         [--epochs 2] [--jobs 2] [--json out.json]
 """
 
@@ -60,7 +62,7 @@ void count_stop(void) {
 """
 
 
-def child(kind, steps, epochs, helper):
+def child(kind, model_name, steps, epochs, helper):
     import ctypes
 
     import keras
@@ -68,7 +70,7 @@ def child(kind, steps, epochs, helper):
     from _fits import build, callbacks, optimizer
 
     count = ctypes.CDLL(helper)
-    spec = dict(MODELS["small"], steps=steps)
+    spec = dict(MODELS[model_name], steps=steps)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(steps * spec["batch"], spec["inputs"])).astype("float32")
     y = rng.normal(size=(steps * spec["batch"], 1)).astype("float32")
@@ -124,6 +126,8 @@ def count(backend, kind, args, helper, workdir):
         __file__,
         "--child",
         kind,
+        "--model",
+        args.model,
         "--steps",
         str(args.steps),
         "--epochs",
@@ -171,6 +175,7 @@ def main():
         ],
         choices=CONFIGS[1:],
     )
+    parser.add_argument("--model", default="small", choices=MODELS)
     parser.add_argument("--steps", type=int, default=1024, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="epochs counted")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time")
@@ -180,7 +185,7 @@ def main():
     parser.add_argument("--helper", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.steps, args.epochs, args.helper)
+        child(args.child, args.model, args.steps, args.epochs, args.helper)
         return
     missing = [tool for tool in ("valgrind", "gcc") if shutil.which(tool) is None]
     if missing:
@@ -205,7 +210,8 @@ def main():
                 b: {k: futures[b, k].result() for k in configs} for b in args.backends
             }
     print(
-        f"\nsmall model, {args.steps} steps/epoch, {args.epochs} epochs counted: "
+        f"\n{args.model} model, {args.steps} steps/epoch, "
+        f"{args.epochs} epochs counted: "
         "main-thread instructions per step outside glibc's allocator, the "
         "difference with `bare`, and [the allocator's, which varies by +-2% "
         "between identical runs]"
@@ -224,7 +230,11 @@ def main():
             cells.append(f"{added:>+9,.0f} ({share:+.2f}%) {alloc:>10}")
         print(f"{kind:<34}" + "".join(f"{c:>34}" for c in cells))
     if args.json:
-        results["settings"] = {"steps": args.steps, "epochs": args.epochs}
+        results["settings"] = {
+            "model": args.model,
+            "steps": args.steps,
+            "epochs": args.epochs,
+        }
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
 
