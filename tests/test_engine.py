@@ -3,6 +3,7 @@
 import collections
 import inspect
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -493,6 +494,30 @@ class CountPythonCalls(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
             sys.setprofile(None)
+
+
+def test_preset_adds_no_warning_to_a_step():
+    # A warning costs even where it is filtered out. An eager PyTorch step
+    # asks for the rate from Python: reading the step through
+    # `ops.convert_to_numpy` made NumPy 2 warn twice per step (a variable's
+    # `__array__` takes no `copy`), what Keras itself does once per step.
+    steps, epochs = 64, 2
+    x = np.random.default_rng(0).normal(size=(steps * 2, 4)).astype("float32")
+
+    def warnings_in_fit(callbacks):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(
+                x, x[:, :1], batch_size=2, epochs=epochs, verbose=0, callbacks=callbacks
+            )
+        return len(caught)
+
+    bare = warnings_in_fit([])
+    added = warnings_in_fit(keras_multiphase.preset("multiphase", peak_lr=1e-3)) - bare
+    assert added < steps // 2, f"{added} warnings more than a bare fit's {bare}"
 
 
 @pytest.mark.skipif(

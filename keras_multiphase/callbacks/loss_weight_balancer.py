@@ -24,6 +24,7 @@ from keras_multiphase.balancing.strategies import STRATEGIES
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.callbacks.lr_callback import check_backup_order
 from keras_multiphase.engine.composer import composer_of
+from keras_multiphase.engine.table import step_count
 from keras_multiphase.schedules import numpy_ops
 
 NORMALIZE = ("count", "initial_sum", "none")
@@ -520,7 +521,7 @@ class LossWeightBalancer(EpochCallback):
         phases = {k: v for k, v in self.schedule.items() if isinstance(k, str)}
         if phases:
             composer, provider = self._phase_provider()
-            step = np.float32(int(np.asarray(composer.optimizer.iterations)))
+            step = np.float32(step_count(composer.optimizer.iterations))
             name = provider.phase_names[int(composer.phase_at(step, numpy_ops))]
             if name not in phases:
                 return None

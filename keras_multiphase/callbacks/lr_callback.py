@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.engine.composer import FACTOR, composer_for, release
+from keras_multiphase.engine.table import step_count
 
 
 def check_backup_order(callback) -> None:
@@ -187,7 +187,7 @@ class LRCallback(EpochCallback):
 
     @property
     def _iterations(self) -> int:
-        return int(np.asarray(unwrap_optimizer(self._optimizer).iterations))
+        return step_count(unwrap_optimizer(self._optimizer).iterations)
 
     # -- Keras hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):

@@ -48,7 +48,12 @@ from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._state import state_store, unwrap_optimizer
-from keras_multiphase.engine.table import RateTable, capacity_for, tensor_of
+from keras_multiphase.engine.table import (
+    RateTable,
+    capacity_for,
+    step_count,
+    tensor_of,
+)
 from keras_multiphase.schedules import numpy_ops
 
 # Order in which contributions are multiplied (only rounding depends on it).
@@ -246,7 +251,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             # Python: an eager PyTorch step on the CPU, or a callback
             # reading `optimizer.learning_rate` (after this epoch's
             # decisions too).
-            rate = self._host_rate(int(np.asarray(ops.convert_to_numpy(step))))
+            rate = self._host_rate(step_count(step))
             if keras.backend.backend() == "torch":
                 return rate  # a float: no tensor op per eager step
             return ops.convert_to_tensor(rate, "float32")
@@ -383,7 +388,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         include this one and every state value they were computed from is
         unchanged (no decision since), else rows computed now."""
         if epoch not in self._epoch_steps:
-            step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+            step = step_count(unwrap_optimizer(self.optimizer).iterations)
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
             table = self.table
@@ -445,7 +450,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             step = self._epoch_steps.get(epoch)
             if step is None:
-                step = int(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+                step = step_count(unwrap_optimizer(self.optimizer).iterations)
             table = self.table
             if table is not None and table.covers(step):
                 rate = float(table.host_row(step)[0])  # the rate applied
@@ -457,7 +462,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def current_rate(self) -> float:
         """The rate the next step will use."""
-        step = float(np.asarray(unwrap_optimizer(self.optimizer).iterations))
+        step = float(step_count(unwrap_optimizer(self.optimizer).iterations))
         return float(self.evaluate(step))
 
     # -- serialization -------------------------------------------------

@@ -31,6 +31,16 @@ def tensor_of(step):
     return step.value if isinstance(step, keras.Variable) else step
 
 
+def step_count(step) -> int:
+    """A step counter's value in Python: one scalar read of its tensor.
+
+    Not `ops.convert_to_numpy`: on PyTorch it converts a variable through
+    its `__array__` twice, and NumPy 2 warns at each (a warning costs even
+    when filtered out), ~9 us per read against ~1.6 for this on the CPU.
+    An eager PyTorch step on the CPU reads its step this way."""
+    return int(tensor_of(step))
+
+
 def capacity_for(steps, epochs=1) -> int | None:
     """Rows for epochs of up to `steps` steps and the step after the last
     (a power of two), or None when `steps` is unknown or `steps + 1` is
