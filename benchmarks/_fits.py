@@ -96,3 +96,16 @@ def build(spec: dict, y):
         layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
         return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
     return mlp(spec["inputs"], spec["hidden"], heads, y)
+
+
+def compiled(kind: str, spec: dict, y):
+    """The model of `spec` compiled for configuration `kind`, and its
+    targets (`one more optimizer variable` adds a scalar nothing reads)."""
+    keras.utils.set_random_seed(0)
+    model, loss, targets = build(spec, y)
+    model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
+    if kind == "one more optimizer variable":
+        # One more variable in the training state, read by nothing.
+        model.optimizer.build(model.trainable_variables)
+        model.optimizer.add_variable((), name="one_more")
+    return model, targets

@@ -36,7 +36,6 @@ configuration on one core.
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -44,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 
-from overhead import CONFIGS, MODELS, ONE_THREAD
+from overhead import CONFIGS, MODELS, ONE_THREAD, save
 
 # One function's line in `callgrind_annotate`: its count, then its name.
 FUNCTION = re.compile(r"\s*([\d,]+) \([ \d.]+%\)\s+(.*)$")
@@ -67,19 +66,14 @@ def child(kind, model_name, steps, epochs, helper):
 
     import keras
     import numpy as np
-    from _fits import build, callbacks, optimizer
+    from _fits import callbacks, compiled
 
     count = ctypes.CDLL(helper)
     spec = dict(MODELS[model_name], steps=steps)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(steps * spec["batch"], spec["inputs"])).astype("float32")
     y = rng.normal(size=(steps * spec["batch"], 1)).astype("float32")
-    keras.utils.set_random_seed(0)
-    model, loss, targets = build(spec, y)
-    model.compile(optimizer=optimizer(kind, steps), loss=loss)
-    if kind == "one more optimizer variable":
-        model.optimizer.build(model.trainable_variables)
-        model.optimizer.add_variable((), name="one_more")
+    model, targets = compiled(kind, spec, y)
 
     class Start(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -230,13 +224,7 @@ def main():
             cells.append(f"{added:>+9,.0f} ({share:+.2f}%) {alloc:>10}")
         print(f"{kind:<34}" + "".join(f"{c:>34}" for c in cells))
     if args.json:
-        results["settings"] = {
-            "model": args.model,
-            "steps": args.steps,
-            "epochs": args.epochs,
-        }
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        save(args.json, results, model=args.model, steps=args.steps, epochs=args.epochs)
 
 
 if __name__ == "__main__":

@@ -79,10 +79,17 @@ MODELS = {
 }
 
 
+def save(path: str, results: dict, **settings) -> None:
+    """Writes `results` and the run's `settings` as JSON to `path`."""
+    results["settings"] = settings
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
 def child(models, repeats, epochs, configs=CONFIGS):
     import keras
     import numpy as np
-    from _fits import EpochTimer, build, callbacks, optimizer
+    from _fits import EpochTimer, callbacks, compiled
 
     out = {}
     for name in models:
@@ -99,13 +106,7 @@ def child(models, repeats, epochs, configs=CONFIGS):
             shift = round_ % len(configs)
             for kind in configs[shift:] + configs[:shift]:
                 keras.backend.clear_session()
-                keras.utils.set_random_seed(0)
-                model, loss, targets = build(spec, y)
-                model.compile(optimizer=optimizer(kind, steps), loss=loss)
-                if kind == "one more optimizer variable":
-                    # One more variable in the training state, read by nothing.
-                    model.optimizer.build(model.trainable_variables)
-                    model.optimizer.add_variable((), name="one_more")
+                model, targets = compiled(kind, spec, y)
                 timer = EpochTimer()
                 model.fit(
                     x,
@@ -215,13 +216,13 @@ def main():
             print(f"{kind:<24}" + "".join(f"{c:>22}" for c in cells))
         print("(median over rounds of the difference paired by round; --json: spread)")
     if args.json:
-        results["settings"] = {
-            "repeats": args.repeats,
-            "epochs": args.epochs,
-            "one_core": args.one_core,
-        }
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        save(
+            args.json,
+            results,
+            repeats=args.repeats,
+            epochs=args.epochs,
+            one_core=args.one_core,
+        )
 
 
 if __name__ == "__main__":

@@ -6,14 +6,10 @@ import keras
 
 _Callback = keras.callbacks.Callback
 
-# Keras's per-batch hooks, each with the legacy hook its base version calls.
-BATCH_HOOKS = {
+# The `fit` hooks whose base versions call Keras's legacy hooks.
+LEGACY_HOOKS = {
     "on_train_batch_begin": "on_batch_begin",
     "on_train_batch_end": "on_batch_end",
-    "on_test_batch_begin": None,
-    "on_test_batch_end": None,
-    "on_predict_batch_begin": None,
-    "on_predict_batch_end": None,
 }
 BATCH_END_HOOKS = ("on_train_batch_end", "on_test_batch_end", "on_predict_batch_end")
 
@@ -49,8 +45,8 @@ class EpochCallback(_Callback):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for hook, legacy in BATCH_HOOKS.items():
-            if legacy and legacy in cls.__dict__ and hook not in cls.__dict__:
+        for hook, legacy in LEGACY_HOOKS.items():
+            if legacy in cls.__dict__ and hook not in cls.__dict__:
                 # Keras's version of the hook calls the subclass's legacy one.
                 setattr(cls, hook, getattr(_Callback, hook))
 
