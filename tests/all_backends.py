@@ -5,9 +5,11 @@ with one table.
 Usage: python tests/all_backends.py [--no-oldest] [pytest args...]
 
 The oldest-Keras run uses a virtual environment, `.venv-oldest/`, created
-on first use with the system's packages visible and `keras==3.8.0` and
-`jax[cpu]==0.4.38` installed into it (reused afterwards). Exits non-zero if
-ruff fails, any test fails, or a run collects no test.
+on first use from `tests/requirements-oldest.txt` and this package, and
+recreated whenever that file changes. It sees none of the packages of the
+interpreter that created it, so a missing pin fails here as it would on a
+user's machine. Exits non-zero if ruff fails, any test fails, or a run
+collects no test.
 """
 
 import os
@@ -18,28 +20,37 @@ import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OLDEST = {"keras": "3.8.0", "jax": "0.4.38"}
+OLDEST_REQUIREMENTS = os.path.join(ROOT, "tests", "requirements-oldest.txt")
 OLDEST_ENV = os.path.join(ROOT, ".venv-oldest")
 # Builds a wheel with the system's setuptools: run once, on the newest Keras.
 OLDEST_DESELECT = ("tests/test_presets.py::test_wheel_contains_the_presets",)
 
 
 def oldest_python() -> str:
-    """The oldest-Keras environment's python, created if needed."""
+    """The oldest-Keras environment's python, (re)created if needed."""
     python = os.path.join(OLDEST_ENV, "bin", "python")
     stamp = os.path.join(OLDEST_ENV, "keras-multiphase-oldest.txt")
-    wanted = f"keras=={OLDEST['keras']} jax[cpu]=={OLDEST['jax']}"
+    with open(OLDEST_REQUIREMENTS) as f:
+        wanted = f.read()
     if os.path.exists(stamp) and open(stamp).read() == wanted:
         return python
-    print(f"== creating {OLDEST_ENV} with {wanted}", flush=True)
+    print(f"== creating {OLDEST_ENV} from {OLDEST_REQUIREMENTS}", flush=True)
+    # --clear: nothing from an earlier environment survives; no
+    # --system-site-packages: nothing leaks in from the creating interpreter.
+    subprocess.run([sys.executable, "-m", "venv", "--clear", OLDEST_ENV], check=True)
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", OLDEST_ENV],
+        [python, "-m", "pip", "install", "-q", "-r", OLDEST_REQUIREMENTS, "-e", ROOT],
         check=True,
     )
-    subprocess.run([python, "-m", "pip", "install", "-q", *wanted.split()], check=True)
     with open(stamp, "w") as f:
         f.write(wanted)
     return python
+
+
+def oldest_label() -> str:
+    with open(OLDEST_REQUIREMENTS) as f:
+        pins = re.search(r"^keras==(\S+)", f.read(), re.M)
+    return f"keras=={pins.group(1)} (jax)"
 
 
 def counts(summary: str) -> dict:
@@ -96,11 +107,10 @@ def main(argv):
         deselect = [f"--deselect={t}" for t in OLDEST_DESELECT]
         rows.append(
             run(
-                f"keras=={OLDEST['keras']} (jax)",
+                oldest_label(),
                 oldest_python(),
                 "jax",
                 [*argv, *deselect],
-                {"PYTHONPATH": ROOT},
             )
         )
     for row in rows:

@@ -57,7 +57,7 @@ def pydataset(batch_size):
 
 
 def tf_dataset(batch_size):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     x, y = arrays(batch_size)
     return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N).batch(batch_size)

@@ -77,6 +77,8 @@ def test_loss_weights_through_the_step(result):
 
 @pytest.mark.parametrize("source", ["batch_arrays", "batch_tf_data"])
 def test_adaptive_batch_every_sample_once_per_epoch(result, source):
+    if source not in result:
+        pytest.skip("tf.data needs tensorflow, which is not installed")
     batch = result[source]
     # After epoch e every row is at exactly -(e + 1): each sample trained on
     # once per epoch, on one replica, whatever the global batch size.

@@ -19,6 +19,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "examples" / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+# What a notebook needs beyond the test extra's core (skipped without it).
+NEEDS = {
+    "03_custom_preset": ("matplotlib",),
+    "04_adaptive_batch_tfdata": ("tensorflow",),
+}
 
 
 def _builder():
@@ -54,6 +59,8 @@ def test_notebook_matches_its_twin_and_opens_in_colab(path):
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_notebook_runs(path, monkeypatch):
+    for module in NEEDS.get(path.stem, ()):
+        pytest.importorskip(module)
     monkeypatch.setenv("KERAS_MULTIPHASE_SMALL", "1")
     cells = json.loads(path.read_text())["cells"]
     namespace = {"__name__": "__main__"}
