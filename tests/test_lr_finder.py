@@ -1,6 +1,8 @@
 """find_lr: the model is left bitwise as found, the suggestion is right on
 a problem whose good rate is known, inconclusive sweeps say so."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -269,3 +271,24 @@ def test_train_function_rebuilt_or_left_unbuilt():
     assert model.train_function is None
     km.find_lr(model, x, y, batch_size=8, num_steps=12, verbose=0)
     assert model.train_function is None
+
+
+def test_default_rule_is_the_geometric_mean_of_steep_and_minimum():
+    """Pins the default rule's formula on a sweep where its two parts are
+    far apart: the steepest fall at index 40 and a tenth of the minimum's
+    rate at index 70, on a geometric grid, so the geometric mean is index
+    55 exactly (an arithmetic mean of the rates would give 65, either part
+    alone 40 or 70)."""
+    rates = np.geomspace(1e-6, 1.0, 100)
+    steps = np.arange(100, dtype="float64")
+    logs = -3.0 * (1.0 + np.tanh((steps - 40.0) / 4.0))  # falls, steepest at 40
+    logs -= 0.02 * np.clip(steps - 50.0, 0.0, None)  # then slowly, to the edge
+    logs += np.where(steps > 90, 0.5 * (steps - 90.0) ** 2, 0.0)  # diverges
+    losses = 10.0 * np.exp(logs)
+    smoothed = suggestions.smooth(losses)
+    assert suggestions.steep(rates, smoothed) == 40
+    assert suggestions.minimum(rates, smoothed) == 70
+    assert suggestions.blend(rates, smoothed) == 55
+    default = inspect.signature(km.find_lr).parameters["suggestion"].default
+    assert default == "blend"
+    assert suggestions.SUGGESTIONS[default] is suggestions.blend
