@@ -14,6 +14,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   multiphase@5e-5    preset("multiphase", peak_lr=5e-5): the documented
                      absolute recipe, 1e-5 / 5e-5 / 1e-6
   constant@peak      AdamW at the range test's rate, constant, no callbacks
+  one_cycle@peak     preset("one_cycle", max_lr=<the range test's rate>)
+  wsd@peak           preset("wsd", peak_lr=<the range test's rate>)
+  cosine@peak        Keras's CosineDecay, one-epoch warmup to the range
+                     test's rate, decaying to 0 at the last step
   multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
                      inputs, predictions in original units) + the preset
 
@@ -59,8 +63,13 @@ RUNS = (
     "multiphase+magnitude",
     "multiphase@5e-5",
     "constant@peak",
+    "one_cycle@peak",
+    "wsd@peak",
+    "cosine@peak",
     "multiphase+scaling",
 )
+# The peers of the default's shape, each at the peak its range test finds.
+AT_PEAK = ("constant@peak", "one_cycle@peak", "wsd@peak", "cosine@peak")
 RATE = 2e-4
 
 
@@ -89,11 +98,32 @@ def setup(run, problem, model, x, y, epochs):
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
-    elif run == "constant@peak":
-        model.compile(optimizer=keras.optimizers.AdamW(RATE), loss=problem.losses)
-        result = km.find_lr(model, x, y, batch_size=BATCH, verbose=0)
-        rate = peak = result.suggestion if result.conclusive else RATE
+    elif run in AT_PEAK:
+        peak = range_test_peak(problem, model, x, y)
+        rate, callbacks = at_peak(run, peak, _steps(x), epochs)
     return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
+
+
+def range_test_peak(problem, model, x, y) -> float:
+    """The rate the default's range test finds for this model and data
+    (`find_lr` leaves the model as it found it)."""
+    model.compile(optimizer=keras.optimizers.AdamW(RATE), loss=problem.losses)
+    result = km.find_lr(model, x, y, batch_size=BATCH, verbose=0)
+    return result.suggestion if result.conclusive else RATE
+
+
+def at_peak(run, peak, steps, epochs):
+    """(rate, callbacks) of a peer schedule at `peak`."""
+    if run == "one_cycle@peak":
+        return peak, km.preset("one_cycle", max_lr=peak)
+    if run == "wsd@peak":
+        return peak, km.preset("wsd", peak_lr=peak)
+    if run == "cosine@peak":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, (epochs - 1) * steps, warmup_target=peak, warmup_steps=steps
+        )
+        return schedule, []
+    return peak, []
 
 
 def one_run(run, problem, seed, data, epochs):
@@ -199,6 +229,22 @@ def verdict(problem, results, run="multiphase") -> list[str]:
     return lines
 
 
+def peer_verdict(results, run="multiphase") -> list[str]:
+    """`run`'s final total against the best peer at the same peak: within
+    one seed-sd of it (the larger of the two sds) passes."""
+    peers = [p for p in AT_PEAK if p in results]
+    if run not in results or not peers:
+        return []
+    mine = _stats([r["total"][-1] for r in results[run]])
+    best = min(peers, key=lambda p: _stats([r["total"][-1] for r in results[p]])[0])
+    theirs = _stats([r["total"][-1] for r in results[best]])
+    ok = mine[0] <= theirs[0] + max(mine[1], theirs[1])
+    return [
+        f"total {mine[0]:.4g} +- {mine[1]:.2g} vs best peer {best} "
+        f"{theirs[0]:.4g} +- {theirs[1]:.2g}: {'PASS' if ok else 'FAIL'}"
+    ]
+
+
 def print_problem(problem, results):
     runs = list(results)
     width = 20
@@ -223,6 +269,8 @@ def print_problem(problem, results):
         print(f"  {run:<20} {dict(counts) or 'none'}")
     for line in verdict(problem, results):
         print(f"  multiphase vs baseline: {line}")
+    for line in peer_verdict(results):
+        print(f"  multiphase vs peers: {line}")
 
 
 def plot(all_results, path):
