@@ -18,6 +18,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   wsd@peak           preset("wsd", peak_lr=<the range test's rate>)
   cosine@peak        Keras's CosineDecay, one-epoch warmup to the range
                      test's rate, decaying to 0 at the last step
+  multiphase+headinit  an experiment: before the preset, each head's last
+                     layer is set from a sample of the training data
+                     (regression: bias at the target's mean; classifier:
+                     logits centred, unit sd, bias at the class prior)
   multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
                      inputs, predictions in original units) + the preset
 
@@ -67,6 +71,7 @@ RUNS = (
     "wsd@peak",
     "cosine@peak",
     "multiphase+scaling",
+    "multiphase+headinit",
 )
 # The peers of the default's shape, each at the peak its range test finds.
 AT_PEAK = ("constant@peak", "one_cycle@peak", "wsd@peak", "cosine@peak")
@@ -95,6 +100,8 @@ def setup(run, problem, model, x, y, epochs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset("multiphase", **overrides)
+        if run == "multiphase+headinit":
+            init_heads(model, x, y)
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
@@ -102,6 +109,35 @@ def setup(run, problem, model, x, y, epochs):
         peak = range_test_peak(problem, model, x, y)
         rate, callbacks = at_peak(run, peak, _steps(x), epochs)
     return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
+
+
+def init_heads(model, x, y, samples=2048):
+    """Data-dependent initialisation of each output's last Dense layer,
+    from the first `samples` training samples (an experiment)."""
+    names = list(model.output_names)
+    take = lambda v: v[:samples]  # noqa: E731
+    xs = keras.tree.map_structure(take, x)
+    for name in names:
+        layer = model.get_layer(name)
+        features = keras.Model(model.inputs, layer.input)(xs)
+        kernel, bias = (np.asarray(w, "float64") for w in layer.get_weights())
+        h = np.asarray(keras.ops.convert_to_numpy(features), "float64")
+        z = h @ kernel + bias
+        target = np.asarray(y[name][:samples], "float64")
+        activation = getattr(layer.activation, "__name__", "linear")
+        if activation in ("sigmoid", "softmax"):
+            scale = max(z.std(), 1e-12)
+            kernel = kernel / scale
+            if activation == "sigmoid":
+                p = np.clip(target.mean(), 1e-3, 1 - 1e-3)
+                prior = np.full(bias.shape, np.log(p / (1 - p)))
+            else:
+                counts = np.bincount(target.astype(int).ravel(), minlength=len(bias))
+                prior = np.log(np.maximum(counts / counts.sum(), 1e-3))
+            bias = prior - (h @ kernel).mean(0)
+        else:
+            bias = bias + target.mean(0) - z.mean(0)
+        layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
 
 
 def range_test_peak(problem, model, x, y) -> float:
