@@ -36,6 +36,7 @@ one baseline sd.
 
     KERAS_BACKEND=jax python benchmarks/suite.py [--seeds 3] [--epochs 30]
         [--problems collapse cancer finetune noisy] [--runs ...]
+        [--variant 'NAME={"controlled": 0.1, "restarts.min_ratio": 0.5}' ...]
         [--json results.json] [--out benchmarks/suite.png]
 """
 
@@ -71,8 +72,11 @@ RUNS = (
     "wsd@peak",
     "cosine@peak",
     "multiphase+scaling",
-    "multiphase+headinit",
 )
+# Measured once, not run by default (--runs names them).
+EXPERIMENTS = ("multiphase+headinit",)
+# Runs named on the command line (--variant): preset("multiphase", **overrides).
+VARIANTS: dict[str, dict] = {}
 # The peers of the default's shape, each at the peak its range test finds.
 AT_PEAK = ("constant@peak", "one_cycle@peak", "wsd@peak", "cosine@peak")
 RATE = 2e-4
@@ -93,8 +97,9 @@ def setup(run, problem, model, x, y, epochs):
         )
     elif run == "keras-plateau":
         callbacks = [keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 2)]
-    elif run.startswith("multiphase"):
+    elif run.startswith("multiphase") or run in VARIANTS:
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
+        overrides = VARIANTS.get(run, overrides)
         if run in ("multiphase+dwa", "multiphase+magnitude"):
             overrides = {"balance": run.split("+")[1]}
         with warnings.catch_warnings():
@@ -339,10 +344,22 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument(
+        "--runs", nargs="+", default=list(RUNS), choices=RUNS + EXPERIMENTS
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='NAME=JSON: a run of preset("multiphase", **JSON) named NAME',
+    )
     parser.add_argument("--json", help="write all results to this file")
     parser.add_argument("--out", help="write the loss-curve plot to this PNG")
     args = parser.parse_args()
+    for item in args.variant:
+        name, _, overrides = item.partition("=")
+        VARIANTS[name] = json.loads(overrides)
+        args.runs.append(name)
 
     everything = {}
     for name in args.problems:
