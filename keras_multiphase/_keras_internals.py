@@ -214,6 +214,22 @@ def fit_arguments() -> dict | None:
     return running_fit_locals("x", "y", "sample_weight", "batch_size")
 
 
+def fit_starts_a_run() -> bool | None:
+    """True when the running `model.fit` starts a new run (its
+    `initial_epoch` is 0), False when it continues one (`initial_epoch=k`),
+    None when no running `fit` is found (callbacks called by hand).
+
+    Callbacks are not given `initial_epoch`; `fit`'s frame holds it as an
+    argument of that name on every backend. `BackupAndRestore` replaces it
+    later, in its own `on_train_begin`, and restores this package's state
+    with the model's, so a resumed run needs no special case here.
+    """
+    found = running_fit_locals("initial_epoch")
+    if found is None:
+        return None
+    return not found["initial_epoch"]
+
+
 def plateau_compares_in_float32() -> bool:
     """How the installed Keras's `ReduceLROnPlateau` compares values.
 

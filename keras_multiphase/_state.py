@@ -124,26 +124,34 @@ class StateStore(KerasSaveable):
     def _obj_type(self):
         return "Loss"  # any accepted kind: only its attribute skip list differs
 
-    def claim_key(self, prefix: str, owner) -> str:
+    def claim_key(self, prefix: str, owner, new_run: bool | None = None) -> str:
         """A stable key for `owner`: `prefix`, then `prefix_1`, ...
 
         Keys follow the order in which callbacks attach (their order in the
         callback list), so a resumed run finds its state under the same keys.
         A key released by a callback whose fit ended is taken over by the
-        next callback of the same class, with its variables reset to that
-        callback's initial values: fresh callbacks for every `fit` do not
-        add variables to the optimizer.
+        next callback of the same class: fresh callbacks for every `fit` do
+        not add variables to the optimizer.
+
+        `new_run`: the fit starts a new run (True: the key's variables are
+        reset to the owner's initial values when it asks for them), or
+        continues one (False: they keep their values, so fresh callbacks
+        continue the trajectory). None (no fit known): a taken-over key is
+        reset, the same owner's is kept.
         """
         for key, other in self._owners.items():
             if other is owner:
                 self._released.discard(key)
+                if new_run:
+                    self._mark_stale(key)
                 return key
         pattern = re.compile(rf"{re.escape(prefix)}(_\d+)?")
         for key in self._owners:
             if key in self._released and pattern.fullmatch(key):
                 self._owners[key] = owner
                 self._released.discard(key)
-                self._stale.update(v for v in self._vars if v.startswith(f"{key}."))
+                if new_run is not False:
+                    self._mark_stale(key)
                 return key
         i = 0
         key = prefix
@@ -152,6 +160,9 @@ class StateStore(KerasSaveable):
             key = f"{prefix}_{i}"
         self._owners[key] = owner
         return key
+
+    def _mark_stale(self, key: str) -> None:
+        self._stale.update(v for v in self._vars if v.startswith(f"{key}."))
 
     def release(self, owner) -> None:
         """`owner`'s fit ended: its key may be taken over (its values stay
@@ -162,22 +173,23 @@ class StateStore(KerasSaveable):
 
     def variable(self, key: str, value, in_step: bool = False) -> keras.Variable:
         """Returns the variable `key`, creating it with `value` if new (or
-        resetting it to `value` when a new callback took its key over).
+        resetting it to `value` when its key was marked for reset by
+        `claim_key`).
 
         `in_step=True`: the compiled step reads it, so the optimizer tracks
         it (JAX freezes untracked variables into the traced step).
         """
         value = np.asarray(value, dtype="float32")
         var = self._vars.get(key)
-        if var is not None and key in self._stale:
-            self._stale.discard(key)
-            if tuple(var.shape) == value.shape:
-                var.assign(value)
-            else:
-                # Another shape (e.g. another number of phases): a new
-                # variable; the old one stays ours (and tracked, if it was).
-                self._retired.append(var)
-                var = None
+        stale = key in self._stale
+        self._stale.discard(key)
+        if var is not None and tuple(var.shape) != value.shape:
+            # Another shape (e.g. another number of phases): a new
+            # variable; the old one stays ours (and tracked, if it was).
+            self._retired.append(var)
+            var = None
+        elif var is not None and stale:
+            var.assign(value)
         if var is None:
             if in_step:
                 var = self._new_variable(key, value, tracked=True)

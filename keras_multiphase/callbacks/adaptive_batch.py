@@ -378,7 +378,7 @@ class AdaptiveBatch(LRCallback):
             )
         from keras_multiphase.schedules import numpy_ops
 
-        step = np.float32(self._iterations)
+        step = np.float32(self._run_step)
         name = provider.phase_names[int(provider.phase_at(step, numpy_ops))]
         size = self.schedule.get(name)
         if size is None:

@@ -403,11 +403,11 @@ class LossWeightBalancer(EpochCallback):
             for name, w in zip(self._names, initial, strict=True)
         )
 
-    def _attach_state(self) -> None:
+    def _attach_state(self, new_run: bool | None = None) -> None:
         optimizer = _keras_internals.callback_model(self).optimizer
         self._state_owner = optimizer
         store = state_store(optimizer)
-        key = store.claim_key("LossWeightBalancer", self)
+        key = store.claim_key("LossWeightBalancer", self, new_run)
         self._state_key = key
         k = len(self._names)
         self._state_vars = {
@@ -478,11 +478,15 @@ class LossWeightBalancer(EpochCallback):
                     )
         if model.optimizer is None:
             raise ValueError("LossWeightBalancer needs a compiled optimizer.")
-        if getattr(self, "_state_owner", None) is not model.optimizer or (
-            state_store(model.optimizer).claim_key("LossWeightBalancer", self)
+        # A fit with `initial_epoch=0` is a new run: fresh state.
+        new_run = _keras_internals.fit_starts_a_run()
+        if (
+            new_run
+            or getattr(self, "_state_owner", None) is not model.optimizer
+            or state_store(model.optimizer).claim_key("LossWeightBalancer", self)
             != self._state_key
         ):
-            self._attach_state()
+            self._attach_state(new_run)
         _keras_internals.run_at_fit_exit(model, id(self), self._end_of_fit)
         if self.strategy == "fixed" and self.weights:
             fixed = [

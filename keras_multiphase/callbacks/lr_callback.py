@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported
@@ -10,6 +11,7 @@ from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.engine.composer import FACTOR, composer_for, release
 from keras_multiphase.engine.table import step_count
+from keras_multiphase.schedules import numpy_ops
 
 
 def check_backup_order(callback) -> None:
@@ -123,13 +125,18 @@ class LRCallback(EpochCallback):
 
     def _attach(self, model, optimizer) -> None:
         store = state_store(optimizer)
-        key = store.claim_key(type(self).__name__, self)
+        # A fit with `initial_epoch=0` is a new run: fresh state, the
+        # schedule from its first step (`initial_epoch=k` continues).
+        new_run = _keras_internals.fit_starts_a_run()
+        key = store.claim_key(type(self).__name__, self, new_run)
         if self._optimizer is not optimizer or key != self._key:
             self._optimizer = optimizer
             self._key = key
         # Known variables come back as they are; a taken-over key's are reset.
         self._create_state(store)
         self._composer = composer_for(optimizer)
+        if new_run:
+            self._composer.start_run()
         self._composer.add(self._key, self)
         # From here on something is installed: it goes when the fit is over,
         # even if the fit raises before `on_train_end`.
@@ -187,7 +194,13 @@ class LRCallback(EpochCallback):
 
     @property
     def _iterations(self) -> int:
+        """The optimizer's step."""
         return step_count(unwrap_optimizer(self._optimizer).iterations)
+
+    @property
+    def _run_step(self) -> float:
+        """The run's step (what the schedules are functions of)."""
+        return float(self._composer.run_step(np.float32(self._iterations), numpy_ops))
 
     # -- Keras hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):

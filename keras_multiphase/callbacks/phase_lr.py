@@ -483,7 +483,7 @@ class PhaseLR(LRCallback):
             logs["peak_lr"] = self.current_peak_lr()
         if not self._detectors:
             return
-        step = self._iterations
+        step = self._run_step
         current = int(self.phase_at(np.float32(max(step - 1, 0)), numpy_ops))
         detector = self._detectors.get(current)
         if detector is None or not detector.update(logs):

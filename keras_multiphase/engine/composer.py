@@ -6,9 +6,16 @@ lr(step) = base(step) x product of factors(step)
 
 `base` is PhaseLR's phase rate when a PhaseLR is attached, else the rate the
 optimizer was built with (its float, or its own `LearningRateSchedule`
-evaluated at the step). Factors come from WarmupCosineRestarts and
-AdaptiveBatch; PlateauLR's shrinking factor is applied last, with its
-`min_lr` floor.
+evaluated at the step).
+
+`step` is the step of the run: the optimizer's `iterations` less the value
+it had when the run began (`origin`, state like any other, so checkpoints
+and `BackupAndRestore` keep it). A `fit` with `initial_epoch=0` begins a new
+run; `initial_epoch=k` continues one. The table is indexed by the
+optimizer's own step, and holds the rates of the run's steps.
+
+Factors come from WarmupCosineRestarts and AdaptiveBatch; PlateauLR's
+shrinking factor is applied last, with its `min_lr` floor.
 
 The path of a rate, in one direction:
 
@@ -171,6 +178,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         # Eager PyTorch on an accelerator, inside an epoch whose rows (and
         # the next epoch's first) are in the table: reads gather from it.
         self._device_rows = False
+        # The optimizer's step at which the run began (state in the store;
+        # None without an optimizer: `preview` counts from 0).
+        self.origin = None
 
     # -- contributions -------------------------------------------------
     def add(self, key: str, provider) -> None:
@@ -228,8 +238,20 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             return provider.base_rate(step, xp)
         return xp.zeros_like(step) + self.original_rate(step, xp)
 
+    def run_step(self, step, xp=ops):
+        """The run's step at the optimizer's step `step` (float32)."""
+        step = xp.cast(step, "float32")
+        if self.origin is None:
+            return step
+        return step - xp.cast(read(self.origin, xp), "float32")
+
+    def start_run(self) -> None:
+        """The fit begins a new run at the optimizer's current step."""
+        self.origin.assign(float(step_count(self.optimizer.iterations)))
+
     def compose(self, step, xp=ops):
-        """The composed rate at `step` (a float32 tensor or array)."""
+        """The composed rate at the run's step `step` (a float32 tensor or
+        array)."""
         step = xp.cast(step, "float32")
         base = self.base_rate(step, xp)
         rate = base
@@ -256,7 +278,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 return rate  # a float: no tensor op per eager step
             return ops.convert_to_tensor(rate, "float32")
         if table is None:
-            self._in_step(ops.cast(step, "float32"), ops)
+            step = self.run_step(step, ops)
+            self._in_step(step, ops)
             return self.compose(step, ops)
         return self._row(table.row(step))
 
@@ -270,7 +293,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 provider.apply_step_value(float(row[i]))
             return float(row[0])
         # Not written for this epoch: from the current state.
-        self._in_step(np.float32(step), numpy_ops)
+        self._in_step(self.run_step(np.float32(step), numpy_ops), numpy_ops)
         return float(self.evaluate(step))
 
     def _row(self, row):
@@ -295,21 +318,26 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             provider.apply_step_value(provider.step_values(step, xp))
 
     def rows(self, steps):
-        """Table rows for `steps`: the rate, then each hook's values."""
-        steps = np.asarray(steps, "float32")
-        columns = [self.evaluate(steps)]
+        """Table rows for the optimizer's `steps`: the rate, then each
+        hook's values."""
+        steps = self.run_step(np.asarray(steps, "float32"), numpy_ops)
+        columns = [self.compose(steps, numpy_ops)]
         columns += [p.step_values(steps, numpy_ops) for p in self._hooks()]
         return np.stack([np.broadcast_to(c, steps.shape) for c in columns], -1)
 
     def evaluate(self, steps):
-        """The composed rate at `steps`, computed in NumPy (no graph)."""
-        return self.compose(np.asarray(steps, "float32"), numpy_ops)
+        """The composed rate at the optimizer's `steps`, computed in NumPy
+        (no graph)."""
+        steps = self.run_step(np.asarray(steps, "float32"), numpy_ops)
+        return self.compose(steps, numpy_ops)
 
     def phase_at(self, step, xp=ops):
+        """The phase at the optimizer's step `step`."""
+        step = self.run_step(step, xp)
         provider = self.phase_provider
         if provider is None:
-            return xp.zeros_like(xp.cast(step, "float32"))
-        return xp.cast(provider.phase_at(xp.cast(step, "float32"), xp), "float32")
+            return xp.zeros_like(step)
+        return xp.cast(provider.phase_at(step, xp), "float32")
 
     def configure(self, params) -> None:
         """Sizes the table for this fit (from `set_params`, before the train
@@ -489,6 +517,7 @@ def composer_for(optimizer) -> ComposedLearningRate:
     if isinstance(current, ComposedLearningRate):
         return current
     composer = ComposedLearningRate(original=current, optimizer=inner)
+    composer.origin = state_store(optimizer).variable("engine.origin", 0.0)
     _keras_internals.set_learning_rate_object(inner, composer)
     if isinstance(current, keras.Variable):
         state_store(optimizer).effective_rate = (current, composer.current_rate)

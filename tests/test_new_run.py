@@ -1,0 +1,150 @@
+"""A new `fit` is a new run of the recipe; `initial_epoch=k` continues one.
+
+Measured through the step: the probe's weight moves by exactly -lr per SGD
+step, so each epoch's move is the sum of the rates the step really used.
+Keras's `LearningRateScheduler`, fastai's `fit_one_cycle` and Lightning's
+and Hugging Face's `fit`/`train` start their schedule at each call; so do
+this package's callbacks, unless the fit continues one (`initial_epoch`).
+"""
+
+import keras
+import numpy as np
+import pytest
+from helpers import Script, fit_probe, probe_data, rate_probe, weight
+
+import keras_multiphase as km
+from keras_multiphase import PhaseLR, PlateauLR
+
+STEPS = 3
+
+
+def two_phases():
+    return [PhaseLR([{"lr": 1e-3, "epochs": 1}, {"lr": 1e-4}])]
+
+
+def moves(model, callbacks, epochs=2, initial_epoch=0, extra=()):
+    """Per-epoch -w moves (the rates applied) and the logs of one fit."""
+    start = weight(model)
+    x, y = probe_data(STEPS)
+    totals = []
+
+    class Log(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            totals.append(start - weight(self.model))
+
+    history = model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,
+        verbose=0,
+        callbacks=[*callbacks, *extra, Log()],
+    )
+    return np.diff([0.0, *totals]), history.history
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("Ctrl-C")
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "same"])
+def test_a_second_fit_runs_the_recipe_again(fresh):
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    callbacks = two_phases()
+    moves(model, callbacks)
+    applied, logs = moves(model, two_phases() if fresh else callbacks)
+    np.testing.assert_allclose(applied, [STEPS * 1e-3, STEPS * 1e-4], rtol=1e-4)
+    assert logs["phase"] == [0, 1]
+    np.testing.assert_allclose(logs["learning_rate"], [1e-3, 1e-4], rtol=1e-5)
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "same"])
+def test_a_fit_after_an_interrupted_one_runs_the_recipe_again(fresh):
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    callbacks = two_phases()
+    with pytest.raises(KeyboardInterrupt):
+        moves(model, callbacks, extra=[Interrupt()])
+    applied, logs = moves(model, two_phases() if fresh else callbacks)
+    np.testing.assert_allclose(applied, [STEPS * 1e-3, STEPS * 1e-4], rtol=1e-4)
+    assert logs["phase"] == [0, 1]
+
+
+def test_a_new_run_starts_from_fresh_state():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    # The score never improves: PlateauLR halves the rate from the third
+    # epoch on (patience 1 after the first value).
+    callbacks = [
+        Script("score", [1.0]),
+        PhaseLR([{"lr": 0.01}]),
+        PlateauLR(monitor="score", mode="min", patience=1, factor=0.5),
+    ]
+    first, _ = moves(model, callbacks, epochs=3)
+    again, _ = moves(model, callbacks, epochs=3)
+    np.testing.assert_allclose(first, np.array([1, 1, 0.5]) * STEPS * 0.01, rtol=1e-4)
+    np.testing.assert_allclose(again, first, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "same"])
+def test_initial_epoch_continues_the_run(fresh):
+    """1 + 1 epochs equal 2: the rates and the final weight."""
+    whole = rate_probe(keras.optimizers.SGD(0.1))
+    reference, ref_logs = moves(whole, two_phases())
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    callbacks = two_phases()
+    first, _ = moves(model, callbacks, epochs=1)
+    second, logs = moves(
+        model, two_phases() if fresh else callbacks, epochs=2, initial_epoch=1
+    )
+    np.testing.assert_allclose([*first, *second], reference, rtol=1e-4)
+    assert logs["phase"] == ref_logs["phase"][1:]
+    np.testing.assert_allclose(weight(model), weight(whole), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:PhaseLR")
+def test_initial_epoch_keeps_the_peak_a_new_fit_finds_it_again(monkeypatch):
+    from keras_multiphase.lr_finder import range_test
+
+    calls = []
+    real = range_test.find_lr
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(range_test, "find_lr", counted)
+    monkeypatch.setattr("keras_multiphase.lr_finder.find_lr", counted)
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    x, y = probe_data(8)
+
+    def fit(epochs, initial_epoch=0):
+        callbacks = km.preset("multiphase", balance="fixed")
+        model.fit(
+            x,
+            y,
+            batch_size=2,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            verbose=0,
+            callbacks=[c for c in callbacks if not isinstance(c, km.AdaptiveBatch)],
+        )
+
+    fit(1)
+    assert len(calls) == 1
+    fit(2, initial_epoch=1)  # continues: the peak found is state
+    assert len(calls) == 1
+    fit(1)  # a new run: a new range test
+    assert len(calls) == 2
+
+
+def test_same_schedule_on_every_fit_of_a_probe():
+    """The plain helper used across the suite: each fit_probe on the same
+    model applies the schedule from its first step."""
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    schedule = [PhaseLR([{"lr": 0.02, "steps": STEPS}, {"lr": 0.04}])]
+    fit_probe(schedule, 2, STEPS, model=model)
+    w = weight(model)
+    fit_probe(schedule, 1, STEPS, model=model)
+    np.testing.assert_allclose(w - weight(model), STEPS * 0.02, rtol=1e-4)
