@@ -102,7 +102,7 @@ def metric_direction(metric):
 def set_epoch_steps(epoch_iterator, steps: int) -> None:
     """Sets the number of batches `fit`'s epoch iterator serves this epoch.
 
-    `fit` fixes the count once per call (DESIGN.md, fact 6); AdaptiveBatch
+    `fit` fixes the count once per call (docs/design.md, fact 6); AdaptiveBatch
     changes it per epoch, and the iterator keeps it only as `_num_batches`.
     """
     epoch_iterator._num_batches = steps
@@ -112,7 +112,7 @@ def callback_model(callback):
     """The model a callback was set to, without syncing training state.
 
     Public `Callback.model` makes JAX write the step's state back into the
-    variables (DESIGN.md, fact 8); code that only needs the model object
+    variables (docs/design.md, fact 8); code that only needs the model object
     (cleanups after a fit, possibly an interrupted one) reads `_model`.
     """
     return callback._model

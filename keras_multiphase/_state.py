@@ -2,8 +2,8 @@
 
 What the compiled step reads is a `keras.Variable` tracked by the
 (innermost) optimizer: JAX captures any variable the optimizer does not
-track as a constant when the train step is traced (see DESIGN.md, "Where
-state may live"). That is the rate table (in the slot of the optimizer's own
+track as a constant when the train step is traced (docs/design.md, fact 1).
+That is the rate table (in the slot of the optimizer's own
 `learning_rate` variable, which the step no longer reads), a cycled
 momentum, and, only when the rate is evaluated from the formulas in the
 step, every callback's state. Otherwise a callback's epoch-level state
@@ -108,7 +108,7 @@ class StateStore(KerasSaveable):
         # the schedules' formulas). The others are epoch-level state, read
         # and written only by callbacks between epochs: kept out of the
         # optimizer's variables, so a JAX step does not carry them in and
-        # out (about 2 us per step per variable on a 2-core CPU).
+        # out at every step (a cost per variable: benchmarks/README.md).
         self._tracked: set[int] = set()
         self._track_all = False
         # Derived, per-fit variables (the rate table): tracked, never saved.

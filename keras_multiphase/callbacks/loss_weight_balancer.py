@@ -376,7 +376,7 @@ class LossWeightBalancer(EpochCallback):
             if self._keeps_compiled_weights(initial):
                 # The compiled loss already multiplies by these weights, as
                 # constants; variables would only add to the state every
-                # step carries (JAX: ~2 us per variable and step).
+                # step carries (on JAX, a cost per variable and step).
                 self._metric = None
                 self._initial = np.asarray(initial, "float64")
                 self._constant = True

@@ -120,8 +120,8 @@ def _traced(step) -> bool:
 def _host_read_waits(step) -> bool:
     """True where reading `step` back to Python waits for the device:
     eager PyTorch with the optimizer's variables on an accelerator, where
-    the read would wait for every step queued before it (measured on an
-    H200: +197 us per step of the small model, 0.948 x a bare fit)."""
+    the read would wait for every step queued before it (benchmarks/README.md
+    has the measured cost)."""
     if keras.backend.backend() != "torch":
         return False
     device = getattr(tensor_of(step), "device", None)

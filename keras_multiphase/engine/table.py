@@ -36,7 +36,7 @@ def step_count(step) -> int:
 
     Not `ops.convert_to_numpy`: on PyTorch it converts a variable through
     its `__array__` twice, and NumPy 2 warns at each (a warning costs even
-    when filtered out), ~9 us per read against ~1.6 for this on the CPU.
+    when filtered out), several times what this read costs.
     An eager PyTorch step on the CPU reads its step this way."""
     try:
         return int(tensor_of(step))
