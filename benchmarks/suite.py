@@ -22,6 +22,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      layer is set from a sample of the training data
                      (regression: bias at the target's mean; classifier:
                      logits centred, unit sd, bias at the class prior)
+  multiphase+inputs  the levers of scaling apart (issue 24's ablation):
+  multiphase+targets inputs standardised only (an adapted Normalization
+  multiphase+inverse before the model); targets only (scale_outputs without
+                     x); loss weights 1 / each head's initial loss only
   multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
                      inputs, predictions in original units) + the preset
 
@@ -38,6 +42,7 @@ one baseline sd.
         [--problems collapse cancer finetune noisy] [--runs ...]
         [--variant 'NAME={"controlled": 0.1, "restarts.min_ratio": 0.5}' ...]
         [--json results.json] [--out benchmarks/suite.png]
+        [--tradeoff benchmarks/tradeoff.png]
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ RUNS = (
     "wsd@peak",
     "cosine@peak",
     "multiphase+scaling",
+    "multiphase+inputs",
+    "multiphase+targets",
+    "multiphase+inverse",
 )
 # Measured once, not run by default (--runs names them).
 EXPERIMENTS = ("multiphase+headinit",)
@@ -110,10 +118,32 @@ def setup(run, problem, model, x, y, epochs):
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
+        elif run == "multiphase+targets":
+            scaled = km.scale_outputs(model, y)
+            model, weights = scaled.model, scaled.loss_weights
+        elif run == "multiphase+inputs":
+            model = standardised_inputs(model, x)
+        elif run == "multiphase+inverse":
+            weights = inverse_initial_losses(problem, model, x, y)
     elif run in AT_PEAK:
         peak = range_test_peak(problem, model, x, y)
         rate, callbacks = at_peak(run, peak, _steps(x), epochs)
     return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
+
+
+def standardised_inputs(model, x):
+    """`model` behind a `Normalization` adapted to the training inputs."""
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    inputs = keras.Input(x.shape[1:])
+    return keras.Model(inputs, model(norm(inputs)))
+
+
+def inverse_initial_losses(problem, model, x, y) -> dict:
+    """Loss weights 1 / each head's unweighted loss before training."""
+    model.compile(optimizer="sgd", loss=problem.losses)
+    before = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=256)
+    return {n: 1.0 / max(before[f"{n}_loss"], 1e-12) for n in problem.losses}
 
 
 def init_heads(model, x, y, samples=2048):
@@ -339,6 +369,40 @@ def plot(all_results, path):
     fig.savefig(path, dpi=80)
 
 
+def plot_tradeoff(all_results, path):
+    """The dominant-versus-small trade-off: per problem, one point per run
+    at (the dominant head's MAE, the mean accuracy of the classifier heads),
+    both in original units, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4))
+    axes = np.atleast_1d(axes)
+    for ax, (name, results) in zip(axes, all_results.items(), strict=True):
+        problem = PROBLEMS[name]
+        for run, runs in results.items():
+            mae = np.mean([r["metrics"][f"{problem.dominant} mae"] for r in runs])
+            accuracy = np.mean(
+                [
+                    v
+                    for r in runs
+                    for k, v in r["metrics"].items()
+                    if k.endswith("accuracy")
+                ]
+            )
+            ax.scatter(mae, accuracy)
+            ax.annotate(run, (mae, accuracy), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{problem.dominant} MAE (original units; left is better)")
+        ax.set_ylabel("small heads' accuracy (up is better)")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -355,6 +419,7 @@ def main():
     )
     parser.add_argument("--json", help="write all results to this file")
     parser.add_argument("--out", help="write the loss-curve plot to this PNG")
+    parser.add_argument("--tradeoff", help="write the trade-off plot to this PNG")
     args = parser.parse_args()
     for item in args.variant:
         name, _, overrides = item.partition("=")
@@ -387,6 +452,9 @@ def main():
     if args.out:
         plot(everything, args.out)
         print(f"plot: {args.out}")
+    if args.tradeoff:
+        plot_tradeoff(everything, args.tradeoff)
+        print(f"trade-off plot: {args.tradeoff}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from keras_multiphase import PresetError, preset, preset_to_yaml, preview
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("epochs", [5, 10])
+@pytest.mark.parametrize("epochs", [10, 20])
 def test_multiphase_recipe_in_history(epochs):
+    """Each phase (10% / 80% / 10% of the run) holds at least one epoch's
+    first step, whose rate is the one logged."""
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
@@ -36,6 +38,8 @@ def test_multiphase_recipe_in_history(epochs):
     assert lr[0] <= peak / 5 * (1 + 1e-6)
     assert max(lr) == pytest.approx(peak, rel=1e-6)
     assert lr[-1] <= peak / 50 * (1 + 1e-6)
+    assert history["phase"][0] == 0 and history["phase"][-1] == 2
+    assert history["phase"].count(1) == epochs * 8 // 10
 
 
 def test_documented_recipe_is_peak_5e_5():
@@ -289,7 +293,7 @@ def test_multiphase_with_rebuild_on_a_two_head_model():
     history = model.fit(
         adaptive.data, epochs=10, verbose=0, callbacks=callbacks
     ).history
-    assert history["batch_size"] == [64, 64, 32, 32, 32, 32, 32, 32, 16, 16]
+    assert history["batch_size"] == [64, 32, 32, 32, 32, 32, 32, 32, 32, 16]
     peak = history["peak_lr"][0]
     assert history["learning_rate"][0] <= peak / 5
     assert max(history["learning_rate"]) == pytest.approx(peak, rel=1e-6)
@@ -423,3 +427,12 @@ def test_entry_names_are_checked(tmp_dir):
     )
     with pytest.raises(PresetError, match="repeats the entry name 'a'"):
         preset(twice)
+
+
+def test_multiphase_restarts_are_one_override_away():
+    def floors(callbacks):
+        kind = km.WarmupCosineRestarts
+        return [c.min_ratio for c in callbacks if isinstance(c, kind)]
+
+    assert floors(preset("multiphase")) == [1.0, 1.0]  # warmup; a flat peak
+    assert floors(preset("multiphase", restart_min_ratio=0.2)) == [1.0, 0.2]

@@ -52,7 +52,7 @@ model.compile(
 # rate is replaced by the recipe while `fit` runs.
 
 # %%
-epochs = 5 if SMALL else 30
+epochs = 10 if SMALL else 30
 history = model.fit(
     x,
     y,
