@@ -280,3 +280,56 @@ def test_monitor_warns_about_a_dominant_component():
 def test_monitor_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         km.TrainingDynamicsMonitor(**kwargs)
+
+
+def _two_heads(cls_loss):
+    return {
+        "loss": [5000.0, 90.0, 80.0, 72.0, 70.0, 69.5],
+        "threshold_loss": [4999.0, 89.0, 79.0, 71.0, 69.0, 68.8],
+        "cls_loss": cls_loss,
+        "cls_accuracy": [0.5, 0.51, 0.49, 0.5, 0.52, 0.5],
+    }
+
+
+def test_a_head_hidden_by_a_dominant_one_is_named_with_its_fix():
+    history = _two_heads([0.70, 0.69, 0.70, 0.69, 0.69, 0.70])
+    report = km.diagnose(history)
+    heads = {head.name: head for head in report.heads}
+    assert heads["cls"].problems[-1] == "not_learning"  # (a flat loss is a plateau)
+    assert "not_learning" not in heads["threshold"].problems
+    learning = heads["cls"].signs[2]
+    assert learning.numbers["accuracy"] == 0.5
+    assert learning.numbers["improvement"] == pytest.approx(0.01 / 0.70)
+    (advice,) = heads["cls"].recommendations
+    assert "dominant threshold" in advice and "scale_outputs" in advice
+    assert not report.healthy
+    assert "not_learning" in report.to_dict()["heads"]["cls"]["problems"]
+    text = str(report)
+    assert "cls: [PROBLEM] not learning: its loss" in text and "accuracy 0.5" in text
+
+
+def test_heads_that_learn_are_ok():
+    history = _two_heads([0.70, 0.50, 0.40, 0.35, 0.30, 0.20])
+    report = km.diagnose(history)
+    heads = {head.name: head for head in report.heads}
+    assert "not_learning" not in heads["cls"].problems
+    assert "cls: ok, its loss went from 0.7" in str(report)
+
+
+def test_a_head_stuck_on_its_own_is_told_to_check_its_targets():
+    history = {
+        "loss": [2.0, 1.9, 1.9, 1.9],
+        "a_loss": [1.0, 0.5, 0.4, 0.39],
+        "b_loss": [1.0, 1.4, 1.5, 1.51],
+    }
+    report = km.diagnose(history, learning_share=0.2)
+    heads = {head.name: head for head in report.heads}
+    assert heads["b"].problems[-1] == "not_learning"
+    assert "check its targets" in heads["b"].recommendations[0]
+    assert "not_learning" not in heads["a"].problems
+
+
+def test_one_output_has_no_heads_and_learning_share_is_checked():
+    assert km.diagnose({"loss": [3.0, 2.0, 1.0]}).heads == ()
+    with pytest.raises(ValueError, match="learning_share"):
+        km.diagnose({"loss": [3.0, 2.0]}, learning_share=1.5)

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from keras_multiphase._validation import check_int, check_number, check_ratio
 from keras_multiphase.diagnosis import signs as sg
+from keras_multiphase.diagnosis.heads import diagnose_heads
 
 _RECOMMENDATIONS = {
     sg.COLLAPSE: (
@@ -64,6 +65,9 @@ class DiagnosisReport:
         recommendations: Tuple of str, what to change, in order.
         epochs: Int, the number of epochs read.
         monitor: Str, the loss key read.
+        heads: Tuple of `HeadDiagnosis`, one per output of a multi-output
+            model: its own collapse, plateau or non-learning, read from its
+            `<output>_loss`, with the fix for it (empty for one output).
     """
 
     signs: tuple
@@ -71,10 +75,12 @@ class DiagnosisReport:
     recommendations: tuple
     epochs: int
     monitor: str
+    heads: tuple = ()
 
     @property
     def healthy(self) -> bool:
-        return not self.problems
+        """No problem found, in the total or in any output's own loss."""
+        return not self.problems and not any(h.problems for h in self.heads)
 
     def __getitem__(self, name: str) -> sg.Sign:
         for sign in self.signs:
@@ -97,6 +103,7 @@ class DiagnosisReport:
                 for sign in self.signs
             },
             "recommendations": list(self.recommendations),
+            "heads": {head.name: head.to_dict() for head in self.heads},
         }
 
     def __str__(self) -> str:
@@ -127,10 +134,22 @@ class DiagnosisReport:
             lines += [
                 f"  {i}. {text}" for i, text in enumerate(self.recommendations, 1)
             ]
+        if self.heads:
+            lines.append("Each output's own loss:")
+            lines += [line for head in self.heads for line in _head_lines(head)]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"<DiagnosisReport problems={list(self.problems)}>"
+
+
+def _head_lines(head) -> list[str]:
+    found = [s for s in head.signs if s.found]
+    if not found:
+        learning = next(s for s in head.signs if s.name == sg.NOT_LEARNING)
+        return [f"  {head.name}: ok, {learning.text}."]
+    lines = [f"  {head.name}: [PROBLEM] {s.title}: {s.text}." for s in found]
+    return lines + [f"    -> {text}" for text in head.recommendations]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,12 +158,14 @@ class Thresholds:
     plateau_threshold: float = 0.01
     plateau_patience: int = 3
     dominance_share: float = 0.75
+    learning_share: float = 0.1
 
     def __post_init__(self):
         check_ratio("collapse_share", self.collapse_share)
         check_ratio("plateau_threshold", self.plateau_threshold)
         check_int("plateau_patience", self.plateau_patience, minimum=1)
         check_ratio("dominance_share", self.dominance_share)
+        check_ratio("learning_share", self.learning_share)
 
 
 def problems_of(found: Mapping[str, bool | None]) -> tuple:
@@ -234,7 +255,7 @@ def analyse(
     else:
         points = [float(initial_loss)] + loss
         labels = ["before training"] + [f"epoch {i}" for i in range(len(loss))]
-    components = {}
+    components, curves = {}, {}
     for key, values in logs.items():
         name = key[len(prefix) :] if key.startswith(prefix) else None
         if (
@@ -245,7 +266,8 @@ def analyse(
             or not len(values)
         ):
             continue
-        components[name] = _series(key, values)[-1]
+        curves[name] = _series(key, values)
+        components[name] = curves[name][-1]
     weights = dict(loss_weights)
     for name in components:
         logged = logs.get(f"{name}_weight")
@@ -269,12 +291,16 @@ def analyse(
         sg.constant_lr(rates, scheduled),
     )
     problems = problems_of({sign.name: sign.found for sign in signs})
+    dominant = signs[2].numbers.get("component") if signs[2].found else None
     return DiagnosisReport(
         signs=signs,
         problems=problems,
         recommendations=recommendations_of(problems),
         epochs=len(loss),
         monitor=monitor,
+        heads=diagnose_heads(
+            logs, curves, prefix=prefix, dominant=dominant, thresholds=thresholds
+        ),
     )
 
 
@@ -288,6 +314,7 @@ def diagnose(
     plateau_threshold: float = 0.01,
     plateau_patience: int = 3,
     dominance_share: float = 0.75,
+    learning_share: float = 0.1,
 ) -> DiagnosisReport:
     """Reads a training history and says whether it collapsed, then plateaued.
 
@@ -310,6 +337,13 @@ def diagnose(
       (or, without that key, the History's model has a plain-number rate).
       A problem only next to a collapse or a plateau.
 
+    For a multi-output model, each output's own `<output>_loss` is read
+    too (`report.heads`): its collapse and plateau, and whether it learned
+    at all (its best loss at least `learning_share` below its first), with
+    the fix for that output: a head that does not learn next to a dominant
+    component gets the output-scaling advice, one that does not learn on
+    its own the advice to check its targets.
+
     Example:
 
     >>> history = {"loss": [537177.0, 80.0, 79.6, 79.1, 78.7, 78.4, 78.1, 78.0]}
@@ -331,12 +365,18 @@ def diagnose(
         plateau_threshold: Float in [0, 1], relative improvement per epoch.
         plateau_patience: Int >= 1, epochs in a row under the threshold.
         dominance_share: Float in [0, 1].
+        learning_share: Float in [0, 1], the relative improvement of an
+            output's loss under which it did not learn.
 
     Returns:
         A `DiagnosisReport`.
     """
     thresholds = Thresholds(
-        collapse_share, plateau_threshold, plateau_patience, dominance_share
+        collapse_share,
+        plateau_threshold,
+        plateau_patience,
+        dominance_share,
+        learning_share,
     )
     model = None
     logs = history

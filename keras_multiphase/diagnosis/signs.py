@@ -17,12 +17,15 @@ PLATEAU = "plateau"
 DOMINANT = "dominant_component"
 CONSTANT_LR = "constant_learning_rate"
 SIGN_NAMES = (COLLAPSE, PLATEAU, DOMINANT, CONSTANT_LR)
+# A sign of one output's own loss curve (`DiagnosisReport.heads`).
+NOT_LEARNING = "not_learning"
 
 _TITLES = {
     COLLAPSE: "first-epoch collapse",
     PLATEAU: "plateau",
     DOMINANT: "dominant loss component",
     CONSTANT_LR: "constant learning rate",
+    NOT_LEARNING: "not learning",
 }
 
 
@@ -239,3 +242,35 @@ def constant_lr(rates: Sequence[float] | None, scheduled: bool | None) -> Sign:
         "no warmup, no decay",
         {},
     )
+
+
+def not_learning(
+    points: Sequence[float],
+    labels: Sequence[str],
+    min_improvement: float,
+    accuracy: float | None = None,
+) -> Sign:
+    """One output's loss never improved by `min_improvement` (relative) on
+    its first logged value: the head did not learn (a classifier at chance,
+    a regression head stuck at its start)."""
+    if len(points) < 2:
+        return Sign(NOT_LEARNING, None, "needs at least 2 epochs", {})
+    start, best = points[0], min(points)
+    improvement = (start - best) / abs(start) if start else 0.0
+    numbers = {
+        "start": start,
+        "best": best,
+        "improvement": improvement,
+        "threshold": min_improvement,
+        "accuracy": accuracy,
+    }
+    found = improvement < min_improvement
+    text = (
+        f"its loss went from {fmt(start)} ({labels[0]}) to at best "
+        f"{fmt(best)}, {pct(max(improvement, 0.0))} better"
+    )
+    if accuracy is not None:
+        text += f"; accuracy {accuracy:.3g} at {labels[-1]}"
+    if not found:
+        text += f" (not learning is under {pct(min_improvement)})"
+    return Sign(NOT_LEARNING, found, text, numbers)
