@@ -34,7 +34,12 @@ def check_non_negative(name: str, value) -> float:
 
 
 def check_int(name: str, value, minimum: int = 0) -> int:
-    if not _is_number(value) or float(value) != int(value) or int(value) < minimum:
+    if (
+        not _is_number(value)
+        or not math.isfinite(float(value))  # int() of inf or NaN would raise
+        or float(value) != int(value)
+        or int(value) < minimum
+    ):
         raise ValueError(
             f"Argument `{name}` must be an integer >= {minimum}. "
             f"Received: {name}={value!r}"

@@ -12,6 +12,7 @@ from helpers import (
     rate_probe,
 )
 
+import keras_multiphase as km
 from keras_multiphase import PhaseLR, PlateauLR, WarmupCosineRestarts
 
 SCORES = [5.0, 4.0, 4.0, 4.0, 3.99995, 4.0, 4.0, 4.0, 2.0, 2.0, 2.0, 2.0]
@@ -203,3 +204,20 @@ def test_auto_mode_that_cannot_decide_is_refused_at_train_begin():
             epochs=1,
             steps_per_epoch=1,
         )
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -float("inf")])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda v: km.PlateauLR(patience=v), "patience"),
+        (lambda v: km.PlateauLR(cooldown=v), "cooldown"),
+        (lambda v: km.LossWeightBalancer(warmup_epochs=v), "warmup_epochs"),
+    ],
+    ids=["PlateauLR.patience", "PlateauLR.cooldown", "warmup_epochs"],
+)
+def test_non_finite_counts_are_refused_naming_the_argument(make, name, value):
+    """Found by fuzzing: int(inf) raised OverflowError, int(nan) a bare
+    ValueError that named nothing."""
+    with pytest.raises(ValueError, match=rf"Argument `{name}` must be an integer"):
+        make(value)
