@@ -138,6 +138,12 @@ def _check_structure(text: str, source: str) -> None:
             if event.anchor is not None:
                 sizes[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in opened):
+                raise PresetError(
+                    f"{source}, line {line}: alias *{event.anchor} refers to a "
+                    "value that contains it (a recursive structure); a preset "
+                    "holds plain values."
+                )
             expanded += sizes.get(event.anchor, 1)
         if expanded > MAX_NODES:
             raise PresetError(
@@ -257,7 +263,14 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
                 f"is not a preset key; allowed: {list(TOP_KEYS)}."
                 f"{_suggest(key, TOP_KEYS)}",
             )
-    params = dict(data.get("params") or {})
+    params = data.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise error(
+            ("params",),
+            "must map parameter names to values, e.g. `params: {peak_lr: auto}`. "
+            f"Received: {params!r}",
+        )
+    params = dict(params)
     entries = data["callbacks"]
     if not isinstance(entries, list):
         raise error(("callbacks",), f"must be a list. Received: {entries!r}")

@@ -436,3 +436,20 @@ def test_multiphase_restarts_are_one_override_away():
 
     assert floors(preset("multiphase")) == [1.0, 1.0]  # warmup; a flat peak
     assert floors(preset("multiphase", restart_min_ratio=0.2)) == [1.0, 0.2]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("params: {a: &x [*x]}\ncallbacks: []\n", "recursive structure"),
+        ("params: [1, 2]\ncallbacks: []\n", "`params` must map parameter names"),
+    ],
+    ids=["recursive alias", "params as a list"],
+)
+def test_fuzzed_presets_fail_with_a_preset_error(tmp_dir, text, message):
+    """Found by fuzzing: a RecursionError, and a bare ValueError from dict()."""
+    path = os.path.join(tmp_dir, "fuzzed.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    with pytest.raises(PresetError, match=message):
+        preset(path)
