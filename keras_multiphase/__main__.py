@@ -8,7 +8,28 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
+
+BACKENDS = ("jax", "torch", "tensorflow")
+
+
+def _choose_backend() -> str | None:
+    """With `KERAS_BACKEND` unset, Keras defaults to TensorFlow; when that
+    is not installed, the first installed backend is used instead. Returns
+    an error line when none is."""
+    if os.environ.get("KERAS_BACKEND"):
+        return None
+    installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    if not installed:
+        return (
+            "error: preview needs a Keras backend: pip install "
+            "'keras-multiphase[jax]' (or [tensorflow], [torch])"
+        )
+    if "tensorflow" not in installed:
+        os.environ["KERAS_BACKEND"] = installed[0]
+    return None
 
 
 def _table(schedule, epochs: int, steps_per_epoch: int) -> str:
@@ -57,6 +78,10 @@ def main(argv=None) -> int:
 
         print("\n".join(presets()))
         return 0
+    problem = _choose_backend()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from keras_multiphase.preview import plot_schedule, preview
 
     try:
@@ -69,12 +94,19 @@ def main(argv=None) -> int:
             args.preset, args.epochs, args.steps_per_epoch, base_lr=args.base_lr
         )
         print(_table(schedule, args.epochs, args.steps_per_epoch))
+        if schedule["peak_placeholder"]:
+            print(
+                f"note: peak_lr is auto; the peak shown, {args.base_lr:g} "
+                "(--base-lr), is a placeholder: the range test sets it when "
+                "training starts."
+            )
         if args.out:
             plot_schedule(
                 schedule,
                 args.out,
                 title=f"{args.preset}: {args.epochs} epochs x "
-                f"{args.steps_per_epoch} steps",
+                f"{args.steps_per_epoch} steps"
+                + (" (placeholder peak)" if schedule["peak_placeholder"] else ""),
             )
             print(f"plot written to {args.out}")
         return 0

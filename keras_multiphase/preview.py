@@ -46,7 +46,9 @@ def preview(
 
     Returns:
         Dict of NumPy arrays over steps: `step`, `learning_rate`, `phase`,
-        `batch_size` (0 without AdaptiveBatch), and `phase_names`.
+        `batch_size` (0 without AdaptiveBatch), and `phase_names`;
+        `peak_placeholder` is True when a `peak_lr: auto` peak is shown at
+        `base_lr`.
     """
     from keras_multiphase.callbacks.adaptive_batch import AdaptiveBatch
     from keras_multiphase.callbacks.lr_callback import LRCallback
@@ -88,6 +90,9 @@ def preview(
         "phase": phase,
         "batch_size": batch,
         "phase_names": provider.phase_names if provider else [],
+        "peak_placeholder": any(
+            getattr(c, "peak_lr", None) == "auto" for c in lr_callbacks
+        ),
     }
 
 
@@ -98,15 +103,11 @@ def plot_schedule(schedule: dict, path: str | None = None, title: str = ""):
     present, is drawn on a second axis. Returns the figure; saves it to
     `path` if given.
     """
-    try:
-        import matplotlib
+    from keras_multiphase._optional import require
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError(
-            "plot_schedule needs matplotlib: pip install 'keras-multiphase[plot]'"
-        ) from exc
+    require("matplotlib", "plot_schedule").use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(schedule["step"], schedule["learning_rate"], color="tab:blue")
     ax.set_yscale("log")

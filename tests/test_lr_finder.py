@@ -2,6 +2,7 @@
 a problem whose good rate is known, inconclusive sweeps say so."""
 
 import inspect
+import sys
 
 import keras
 import numpy as np
@@ -292,3 +293,16 @@ def test_default_rule_is_the_geometric_mean_of_steep_and_minimum():
     default = inspect.signature(km.find_lr).parameters["suggestion"].default
     assert default == "blend"
     assert suggestions.SUGGESTIONS[default] is suggestions.blend
+
+
+def test_plots_name_their_extra_when_matplotlib_is_missing(monkeypatch):
+    model = quadratic()
+    x, y = quadratic_data()
+    result = km.find_lr(model, x, y, batch_size=8, num_steps=20, verbose=0)
+    schedule = km.preview("multiphase", epochs=2, steps_per_epoch=2)
+    for name in ("matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ModuleNotFoundError, match=r"keras-multiphase\[plot\]"):
+        result.plot()
+    with pytest.raises(ModuleNotFoundError, match=r"keras-multiphase\[plot\]"):
+        km.plot_schedule(schedule)

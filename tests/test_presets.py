@@ -453,3 +453,30 @@ def test_fuzzed_presets_fail_with_a_preset_error(tmp_dir, text, message):
         f.write(text)
     with pytest.raises(PresetError, match=message):
         preset(path)
+
+
+def test_preview_marks_the_placeholder_peak():
+    assert preview("multiphase", epochs=4, steps_per_epoch=2)["peak_placeholder"]
+    given = preset("multiphase", peak_lr=1e-3)
+    assert not preview(given, epochs=4, steps_per_epoch=2)["peak_placeholder"]
+    shown = run_cli("preview", "multiphase", "--epochs", "3", "--steps-per-epoch", "2")
+    assert "placeholder" in shown.stdout and "range test" in shown.stdout
+
+
+def test_cli_picks_an_installed_backend_or_says_which_to_install(monkeypatch):
+    import importlib.util
+
+    from keras_multiphase import __main__ as cli
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else real(name, *a),
+    )
+    assert cli._choose_backend() is None
+    assert os.environ["KERAS_BACKEND"] in ("jax", "torch")
+    monkeypatch.delenv("KERAS_BACKEND")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "pip install 'keras-multiphase[jax]'" in cli._choose_backend()

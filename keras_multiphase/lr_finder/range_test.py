@@ -86,6 +86,9 @@ class LRFinderResult:
         """Plots raw and smoothed loss against the rate (log-log), with the
         suggestion marked. Needs matplotlib (`pip install
         keras-multiphase[plot]`). Returns the axes."""
+        from keras_multiphase._optional import require
+
+        require("matplotlib", "LRFinderResult.plot")
         import matplotlib.pyplot as plt
 
         if ax is None:
