@@ -23,7 +23,6 @@ import difflib
 import inspect
 import os
 import re
-import sys
 from collections.abc import Mapping
 
 import yaml
@@ -431,7 +430,8 @@ def preset(name_or_path: str, **overrides) -> list:
     argument the YAML omits can be set (`**{"PlateauLR.cooldown": 2}`); an
     override that names several entries is an error. `rebuild=` feeds
     AdaptiveBatch. An
-    AdaptiveBatch entry without a `rebuild` is skipped with one message.
+    AdaptiveBatch entry without a `rebuild` is skipped; the first fit says
+    so once, at train begin, when its `verbose` is not 0.
 
     Example:
 
@@ -446,13 +446,12 @@ def preset(name_or_path: str, **overrides) -> list:
     Returns:
         A list of `keras.callbacks.Callback`.
     """
-    callbacks = []
+    callbacks, notes = [], []
     for name, config, path, error in load_preset(name_or_path, **overrides):
         if name == "AdaptiveBatch" and "rebuild" not in config:
-            print(
-                "keras_multiphase: preset's batch-size schedule skipped: pass "
-                f"rebuild=... to preset() to use it ({name_or_path}).",
-                file=sys.stderr,
+            notes.append(
+                f"keras_multiphase: {name_or_path}'s batch-size schedule is "
+                "off (pass rebuild=... to preset() to use it)."
             )
             continue
         try:
@@ -467,6 +466,9 @@ def preset(name_or_path: str, **overrides) -> list:
                     "`1e-5`."
                 )
             raise error(path, f"is invalid: {exc}{hint}") from None
+    if notes and callbacks:
+        # Said once, when training starts, if `fit`'s verbose allows.
+        callbacks[0].train_begin_notes = notes
     return callbacks
 
 

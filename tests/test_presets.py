@@ -480,3 +480,15 @@ def test_cli_picks_an_installed_backend_or_says_which_to_install(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     assert "pip install 'keras-multiphase[jax]'" in cli._choose_backend()
+
+
+def test_the_skipped_batch_schedule_is_said_once_at_train_begin(capsys):
+    model = rate_probe(keras.optimizers.SGD(0.01))
+    x, y = probe_data(2)
+    callbacks = preset("multiphase", peak_lr=1e-3)
+    assert capsys.readouterr().err == ""  # nothing when the preset is built
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=callbacks)
+    assert "batch-size schedule is off" not in capsys.readouterr().out
+    for _ in range(2):
+        model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=callbacks)
+    assert capsys.readouterr().out.count("batch-size schedule is off") == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_multiphase._messages import say
+
 _Callback = keras.callbacks.Callback
 
 # The `fit` hooks whose base versions call Keras's legacy hooks.
@@ -54,6 +56,16 @@ class EpochCallback(_Callback):
     def async_safe(self) -> bool:
         """True while every batch-end hook is this class's no-op."""
         return all(getattr(type(self), hook) is _nothing for hook in BATCH_END_HOOKS)
+
+    # Notes from `preset()` (a skipped entry), said once at train begin.
+    train_begin_notes: tuple = ()
+
+    def say_train_begin_notes(self) -> None:
+        """Says `train_begin_notes` once, when `fit`'s verbose is not 0."""
+        if self.train_begin_notes and (self.params or {}).get("verbose"):
+            for note in self.train_begin_notes:
+                say(note)
+            self.train_begin_notes = ()
 
     on_train_batch_begin = _nothing
     on_train_batch_end = _nothing
