@@ -5,12 +5,14 @@ Synthetic data: a "threshold" regression head whose loss starts large
 `model.fit(..., callbacks=keras_multiphase.preset("multiphase"))`, the way
 users write it: a learning-rate range test at the start finds the peak
 rate (the model is left as it was), then a controlled start at peak / 5
-with warmup, an aggressive middle at the peak with cosine warm restarts,
-fine-tuning at peak / 50, plateau reduction. After each epoch a table
-shows the phase, the rate in effect and each component's *unweighted*
-validation loss in its own column: the total can fall because a weight
-fell, the components cannot. A baseline run (Adam 1e-3, fixed) is printed
-last for comparison.
+with a warmup (the first 10% of the run), an aggressive middle at the peak
+(80%), fine-tuning at peak / 50 (the last 10%), plateau reduction. After
+each epoch a table shows the phase, the rate of the epoch's first step
+(within epoch 1 the warmup ramps it up; `preview` shows every step) and
+each component's *unweighted* validation loss in its own column: the total
+can fall because a weight fell, the components cannot. The loss weights
+are printed only if they moved (the default keeps compile's). A baseline
+run (Adam 1e-3, fixed) is printed last for comparison.
 
     KERAS_BACKEND=jax python examples/demo.py [--epochs 12]
 """
@@ -57,23 +59,26 @@ class Table(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         print(f"\n{self.title}")
         print(
-            f"{'epoch':>5}  {'phase':<10} {'lr':>9}  {'val threshold':>13}  "
-            f"{'val cls':>8}  {'weights thr/cls':>15}"
+            f"{'epoch':>5}  {'phase':<10} {'lr (1st step)':>13}  "
+            f"{'val threshold':>13}  {'val cls':>8}"
         )
 
     def on_epoch_end(self, epoch, logs=None):
         names = ("controlled", "aggressive", "fine-tune")
         phase = names[int(logs["phase"])] if "phase" in logs else "-"
-        weights = (
-            f"{logs['threshold_loss_weight']:.3g}/{logs['cls_loss_weight']:.3g}"
-            if "threshold_loss_weight" in logs
-            else "-"
-        )
+        weights = ""
+        if logs.get("threshold_loss_weight", 1.0) != 1.0 or (
+            logs.get("cls_loss_weight", 1.0) != 1.0
+        ):
+            weights = (
+                f"  weights {logs['threshold_loss_weight']:.3g}"
+                f"/{logs['cls_loss_weight']:.3g}"
+            )
         rate = logs.get("learning_rate", self.model.optimizer.learning_rate)
         print(
-            f"{epoch + 1:>5}  {phase:<10} {float(rate):>9.2e}  "
-            f"{logs['val_threshold_loss']:>13.3f}  {logs['val_cls_loss']:>8.4f}  "
-            f"{weights:>15}",
+            f"{epoch + 1:>5}  {phase:<10} {float(rate):>13.2e}  "
+            f"{logs['val_threshold_loss']:>13.3f}  {logs['val_cls_loss']:>8.4f}"
+            f"{weights}",
             flush=True,
         )
 
