@@ -148,3 +148,20 @@ def test_same_schedule_on_every_fit_of_a_probe():
     w = weight(model)
     fit_probe(schedule, 1, STEPS, model=model)
     np.testing.assert_allclose(w - weight(model), STEPS * 0.02, rtol=1e-4)
+
+
+def test_a_second_fit_runs_the_recipe_again_with_the_formulas_in_the_step(
+    monkeypatch,
+):
+    """Epochs too long for the table (or of unknown length) evaluate the
+    formulas inside the compiled step: they read the run's origin there."""
+    from keras_multiphase.engine import composer
+
+    monkeypatch.setattr(composer, "capacity_for", lambda *args: None)
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    callbacks = two_phases()
+    first, _ = moves(model, callbacks)
+    again, logs = moves(model, callbacks)
+    np.testing.assert_allclose(first, [STEPS * 1e-3, STEPS * 1e-4], rtol=1e-4)
+    np.testing.assert_allclose(again, first, rtol=1e-4)
+    assert logs["phase"] == [0, 1]
