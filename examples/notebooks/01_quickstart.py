@@ -3,7 +3,7 @@
 #
 # A small two-head model trained with the package's recipe: a peak rate
 # found by a learning-rate range test, a controlled start at peak / 5 with
-# warmup, an aggressive middle at the peak with cosine warm restarts,
+# warmup (10% of the run), an aggressive middle at the peak (80%),
 # fine-tuning at peak / 50 with plateau reduction; loss weights are logged.
 # Runs on a CPU in about a minute.
 
