@@ -492,3 +492,19 @@ def test_the_skipped_batch_schedule_is_said_once_at_train_begin(capsys):
     for _ in range(2):
         model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=callbacks)
     assert capsys.readouterr().out.count("batch-size schedule is off") == 1
+
+
+def test_the_note_is_said_whichever_callback_comes_first(tmp_dir, capsys):
+    path = os.path.join(tmp_dir, "balancer_first.yaml")
+    with open(path, "w") as f:
+        f.write(
+            "callbacks:\n"
+            "  - LossWeightBalancer: {strategy: fixed}\n"
+            "  - AdaptiveBatch: {schedule: {0: 8}}\n"
+        )
+    callbacks = preset(path)
+    assert [type(c).__name__ for c in callbacks] == ["LossWeightBalancer"]
+    model = rate_probe(keras.optimizers.SGD(0.01))
+    x, y = probe_data(2)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=callbacks)
+    assert capsys.readouterr().out.count("batch-size schedule is off") == 1

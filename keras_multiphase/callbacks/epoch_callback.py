@@ -60,7 +60,7 @@ class EpochCallback(_Callback):
     # Notes from `preset()` (a skipped entry), said once at train begin.
     train_begin_notes: tuple = ()
 
-    def say_train_begin_notes(self) -> None:
+    def on_train_begin(self, logs=None):
         """Says `train_begin_notes` once, when `fit`'s verbose is not 0."""
         if self.train_begin_notes and (self.params or {}).get("verbose"):
             for note in self.train_begin_notes:

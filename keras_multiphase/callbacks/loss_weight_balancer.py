@@ -444,6 +444,7 @@ class LossWeightBalancer(EpochCallback):
 
     # -- Keras hooks ---------------------------------------------------------
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         check_supported("LossWeightBalancer")
         check_backup_order(self)
         model = self.model

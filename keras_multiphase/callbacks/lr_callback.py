@@ -204,7 +204,7 @@ class LRCallback(EpochCallback):
 
     # -- Keras hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
-        self.say_train_begin_notes()
+        super().on_train_begin(logs)
         check_supported(type(self).__name__)
         check_backup_order(self)
         model = self._ensure_attached()

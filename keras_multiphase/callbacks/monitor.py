@@ -112,6 +112,7 @@ class TrainingDynamicsMonitor(EpochCallback):
         return names
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._logs = {}
         self.warned = []
         self.report = None
