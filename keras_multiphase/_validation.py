@@ -88,3 +88,16 @@ def check_choice(name: str, value, choices) -> str:
             f"Received: {name}={value!r}"
         )
     return value
+
+
+def check_verbose(name: str, value) -> int:
+    """`fit`'s verbosity: 0 silent, 1 a progress bar, 2 one line when done
+    (what Keras recommends for logs that are not a terminal), `"auto"` 1."""
+    if value == "auto":
+        return 1
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(
+            f"Argument `{name}` must be 0, 1, 2 or 'auto', as in `fit`. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)

@@ -306,3 +306,34 @@ def test_plots_name_their_extra_when_matplotlib_is_missing(monkeypatch):
         result.plot()
     with pytest.raises(ModuleNotFoundError, match=r"keras-multiphase\[plot\]"):
         km.plot_schedule(schedule)
+
+
+def test_progress_follows_fits_verbose_rule(capsys):
+    """verbose=2 (Keras's advice for logs that are not a terminal) prints
+    one plain line; 1 and "auto" draw Keras's bar; anything else is refused."""
+    x, y = quadratic_data()
+    km.find_lr(quadratic(), x, y, batch_size=8, num_steps=20, verbose=2)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "20/20" in out
+    assert not any(code in out for code in ("\r", "\b", "\x1b"))
+    for verbose in (1, "auto"):
+        km.find_lr(quadratic(), x, y, batch_size=8, num_steps=20, verbose=verbose)
+        assert "\r" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"verbose.*Received: verbose=3"):
+        km.find_lr(quadratic(), x, y, verbose=3)
+
+
+@pytest.mark.filterwarnings("ignore:PhaseLR")
+def test_auto_peak_sweep_reports_as_fit_does(capsys):
+    """PhaseLR's range test inside `fit(verbose=2)` writes no control codes."""
+    x, y = quadratic_data()
+    model = quadratic()
+    callback = km.PhaseLR(
+        peak_lr="auto",
+        phases=[{"name": "a", "ratio": 1.0}],
+        range_test={"num_steps": 20},
+    )
+    model.fit(x, y, batch_size=8, epochs=1, verbose=2, callbacks=[callback])
+    out = capsys.readouterr().out
+    assert "20/20" in out  # the sweep's one line
+    assert not any(code in out for code in ("\r", "\b", "\x1b"))

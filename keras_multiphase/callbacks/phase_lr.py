@@ -17,6 +17,7 @@ from keras_multiphase._validation import (
     check_mapping_keys,
     check_number,
     check_positive,
+    check_verbose,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
 from keras_multiphase.callbacks.plateau import PlateauDetector
@@ -403,7 +404,8 @@ class PhaseLR(LRCallback):
                 "a range test would consume"
             )
         if why is None:
-            verbose = int((self.params or {}).get("verbose", 0) == 1)
+            # The sweep reports as `fit` does: a bar, one line, or nothing.
+            verbose = check_verbose("verbose", (self.params or {}).get("verbose", 0))
             result = find_lr(
                 self.model,
                 arguments["x"],

@@ -20,7 +20,12 @@ from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._state import unwrap_optimizer
-from keras_multiphase._validation import check_choice, check_int, check_positive
+from keras_multiphase._validation import (
+    check_choice,
+    check_int,
+    check_positive,
+    check_verbose,
+)
 from keras_multiphase.lr_finder import suggestions
 from keras_multiphase.lr_finder.data import batches
 
@@ -257,7 +262,7 @@ def find_lr(
     suggestion: str = "blend",
     diverge_threshold: float = 4.0,
     seed: int = 0,
-    verbose: int = 1,
+    verbose: int | str = 1,
 ) -> LRFinderResult:
     """Learning-rate range test: which rate makes the loss fall fastest.
 
@@ -312,7 +317,9 @@ def find_lr(
         diverge_threshold: Float > 1. Stop when the smoothed loss exceeds
             its best by this factor.
         seed: Int. Shuffling of array data.
-        verbose: Int. 1 shows a progress bar.
+        verbose: 0, 1, 2 or `"auto"`, as in `fit`: 1 (and `"auto"`) shows
+            Keras's progress bar, 2 one line when the sweep ends (for logs
+            that are not a terminal), 0 nothing.
 
     Returns:
         An `LRFinderResult`.
@@ -335,6 +342,7 @@ def find_lr(
         )
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
+    verbose = check_verbose("verbose", verbose)
 
     stream = batches(x, y, sample_weight, batch_size, seed)
     first = next(stream, None)
@@ -348,7 +356,7 @@ def find_lr(
     offset = int(np.asarray(optimizer.iterations.numpy()))
     sweep = _Sweep(start_lr, end_lr, num_steps, offset)
     planned = sweep.rates(num_steps)
-    progbar = keras.utils.Progbar(num_steps) if verbose else None
+    progbar = keras.utils.Progbar(num_steps, verbose=verbose) if verbose else None
 
     losses, diverged_at = [], None
     avg, best = None, math.inf
