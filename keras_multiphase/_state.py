@@ -355,7 +355,7 @@ def _patch_saving(optimizer, state) -> None:
         config = type(optimizer).get_config(optimizer)
         rate = _keras_internals.learning_rate_object(optimizer)
         if hasattr(rate, "current_rate"):
-            config["learning_rate"] = float(rate.current_rate())
+            config["learning_rate"] = rate.get_config()["learning_rate"]
         for name in ("beta_1", "momentum"):  # cycled by OneCycle
             if isinstance(config.get(name), keras.Variable):
                 config[name] = float(np.asarray(config[name].numpy()))

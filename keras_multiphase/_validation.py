@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 
 
@@ -101,3 +102,17 @@ def check_verbose(name: str, value) -> int:
             f"Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_log_dir(value):
+    """None, or a folder path (str or `os.PathLike`) for per-step logs."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            "Argument `log_dir` must be a folder path (str or os.PathLike) or "
+            f"None. Received: log_dir={value!r}"
+        )
+    return value

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import yaml
 
 from keras_multiphase._preset_files import presets, shipped
+from keras_multiphase._validation import check_log_dir
 from keras_multiphase.callbacks import (
     AdaptiveBatch,
     LossWeightBalancer,
@@ -431,7 +432,10 @@ def preset(name_or_path: str, **overrides) -> list:
     override that names several entries is an error. `rebuild=` feeds
     AdaptiveBatch. An
     AdaptiveBatch entry without a `rebuild` is skipped; the first fit says
-    so once, at train begin, when its `verbose` is not 0.
+    so once, at train begin, when its `verbose` is not 0. `log_dir=` is
+    where every step's rate, phase and the rest are written for
+    TensorBoard when `fit` has no `keras.callbacks.TensorBoard` (see
+    `PhaseLR`).
 
     Example:
 
@@ -441,11 +445,13 @@ def preset(name_or_path: str, **overrides) -> list:
 
     Args:
         name_or_path: Str. A shipped preset (see `presets()`) or a YAML file.
-        **overrides: Parameter values, dotted paths, and `rebuild`.
+        **overrides: Parameter values, dotted paths, `rebuild` and
+            `log_dir`.
 
     Returns:
         A list of `keras.callbacks.Callback`.
     """
+    log_dir = check_log_dir(overrides.pop("log_dir", None))
     callbacks, notes = [], []
     for name, config, path, error in load_preset(name_or_path, **overrides):
         if name == "AdaptiveBatch" and "rebuild" not in config:
@@ -469,6 +475,8 @@ def preset(name_or_path: str, **overrides) -> list:
     if notes and callbacks:
         # Said once, when training starts, if `fit`'s verbose allows.
         callbacks[0].train_begin_notes = notes
+    if log_dir is not None and callbacks:
+        callbacks[0].log_dir = log_dir  # a rate callback: the engine reads it
     return callbacks
 
 

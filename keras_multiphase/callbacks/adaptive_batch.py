@@ -433,6 +433,13 @@ class AdaptiveBatch(LRCallback):
     def _batch_size(self) -> int:
         return self._current[0]
 
+    def step_series(self, count: int) -> dict:
+        """The batch size of the epoch's `count` steps, for the per-step
+        logs (it changes only when an epoch begins)."""
+        if self._current is None:
+            return {}
+        return {"batch_size": np.full(count, self._batch_size, "float32")}
+
     # -- LR contribution ------------------------------------------------------
     def _create_state(self, store) -> None:
         self._scale = store.variable(f"{self._key}.lr_scale", 1.0)

@@ -520,6 +520,17 @@ class LossWeightBalancer(EpochCallback):
         for var, value in zip(self._metric.weights_vars, weights, strict=True):
             var.assign(float(value))
 
+    def step_series(self, count: int) -> dict:
+        """The weights the epoch's `count` steps multiplied (set when the
+        epoch began), for the per-step logs; none while compile's weights
+        are in the step unchanged."""
+        if self._metric is None:
+            return {}
+        return {
+            f"loss_weight/{name}": np.full(count, float(var.numpy()), "float32")
+            for name, var in zip(self._names, self._metric.weights_vars, strict=True)
+        }
+
     def _scheduled_weights(self, epoch):
         current = dict(zip(self._names, self._initial, strict=True))
         epochs = sorted(k for k in self.schedule if isinstance(k, int))

@@ -84,6 +84,9 @@ class LRCallback(EpochCallback):
     """
 
     lr_role = FACTOR
+    # Where per-step logs go without a `keras.callbacks.TensorBoard` (the
+    # engine reads it at train begin; PhaseLR and OneCycle take it).
+    log_dir = None
     # True for a callback that sets the epoch -> step map (AdaptiveBatch):
     # it resolves before the others, which convert epochs with the map.
     maps_epochs = False

@@ -12,6 +12,7 @@ from keras_multiphase import _keras_internals
 from keras_multiphase._validation import (
     check_bool,
     check_choice,
+    check_log_dir,
     check_number,
     check_positive,
     check_ratio,
@@ -81,6 +82,12 @@ class OneCycle(LRCallback):
         max_momentum: Float in [0, 1]. The momentum at the ends.
         total_steps: Optional int. Steps of the cycle; defaults to the
             run's (`epochs` x steps per epoch).
+        log_dir: Optional folder. Each training step's rate (and phase,
+            momentum, loss weights, batch size) is written there for
+            TensorBoard at each epoch's end, when no
+            `keras.callbacks.TensorBoard` is in `fit`'s callbacks (with
+            one, they go to its `train` folder). Needs
+            `keras-multiphase[tensorboard]`.
     """
 
     lr_role = BASE
@@ -97,8 +104,10 @@ class OneCycle(LRCallback):
         base_momentum: float = 0.85,
         max_momentum: float = 0.95,
         total_steps: int | None = None,
+        log_dir: str | None = None,
     ):
         super().__init__()
+        self.log_dir = check_log_dir(log_dir)
         self.max_lr = None if max_lr is None else check_positive("max_lr", max_lr)
         self.pct_start = check_ratio("pct_start", pct_start, upper_open=True)
         if self.pct_start <= 0:
@@ -226,6 +235,9 @@ class OneCycle(LRCallback):
             self._momentum = (optimizer, name, value, variable)
             self._composer.prepare(self.model)  # retrace with the variable
 
+    # The name of the per-step value in the logs (`step/momentum`).
+    step_column_name = "momentum"
+
     @property
     def step_columns(self) -> int:
         """Per-step values this callback assigns in the step: the momentum."""
@@ -261,4 +273,5 @@ class OneCycle(LRCallback):
             "base_momentum": self.base_momentum,
             "max_momentum": self.max_momentum,
             "total_steps": self.total_steps,
+            "log_dir": self.log_dir,
         }

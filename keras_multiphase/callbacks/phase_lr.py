@@ -14,6 +14,7 @@ from keras_multiphase._messages import say
 from keras_multiphase._validation import (
     check_choice,
     check_int,
+    check_log_dir,
     check_mapping_keys,
     check_number,
     check_positive,
@@ -242,6 +243,12 @@ class PhaseLR(LRCallback):
             `suggestion`, `diverge_threshold`, `seed`.
         verbose: Int. 1 prints a line when a plateau ends a phase and the
             range test's result.
+        log_dir: Optional folder. Each training step's rate (and phase,
+            momentum, loss weights, batch size) is written there for
+            TensorBoard at each epoch's end, when no
+            `keras.callbacks.TensorBoard` is in `fit`'s callbacks (with
+            one, they go to its `train` folder). Needs
+            `keras-multiphase[tensorboard]`.
     """
 
     lr_role = BASE
@@ -252,8 +259,10 @@ class PhaseLR(LRCallback):
         peak_lr: float | str | None = None,
         range_test: Mapping | None = None,
         verbose: int = 0,
+        log_dir: str | None = None,
     ):
         super().__init__()
+        self.log_dir = check_log_dir(log_dir)
         if peak_lr is not None and peak_lr != AUTO:
             peak_lr = check_number("peak_lr", peak_lr, "a number > 0, 'auto' or None")
             peak_lr = check_positive("peak_lr", peak_lr)
@@ -506,4 +515,5 @@ class PhaseLR(LRCallback):
             "peak_lr": self.peak_lr,
             "range_test": dict(self.range_test) or None,
             "verbose": self.verbose,
+            "log_dir": self.log_dir,
         }

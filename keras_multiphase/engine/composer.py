@@ -55,6 +55,7 @@ from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.engine.step_log import StepLog, tensorboard_dir
 from keras_multiphase.engine.table import (
     RateTable,
     capacity_for,
@@ -171,6 +172,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         # What the table's rows were computed from: (variable, value) pairs.
         self._rows_read: list | None = None
         self.configured = False
+        # Every provider has turned its configuration into steps.
+        self.resolved = False
         # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
         # length; and the number of steps of the current epoch.
         self.epoch_map = None
@@ -181,6 +184,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         # The optimizer's step at which the run began (state in the store;
         # None without an optimizer: `preview` counts from 0).
         self.origin = None
+        # Where each epoch's per-step values go (None: not logged).
+        self.step_log: StepLog | None = None
 
     # -- contributions -------------------------------------------------
     def add(self, key: str, provider) -> None:
@@ -193,12 +198,16 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                         "is attached."
                     )
         self.providers[key] = provider
+        self.resolved = False
         self._epoch_cache = None
         self._step_hooks = None
         self.configured = False
 
     def remove(self, key: str) -> None:
         self.providers.pop(key, None)
+        if not self.providers and self.step_log is not None:
+            self.step_log.close()
+            self.step_log = None
         self._device_rows = False
         self._epoch_cache = None
         self._step_hooks = None
@@ -392,6 +401,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         have had `set_model` and `set_params` by then.
         """
         self.resolve_providers()
+        self.resolved = True
         if not self.configured:  # callbacks called by hand, without fit
             self.configure({"steps": self._steps_per_epoch()})
         # The table is written when the epoch starts; reads before that
@@ -404,6 +414,17 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if signature != self.traced_signature:
             model.make_train_function(force=True)
             self.traced_signature = signature
+        if self.step_log is None:
+            self._open_step_log()
+
+    def _open_step_log(self) -> None:
+        """Per-step logs go to a `keras.callbacks.TensorBoard`'s folder, or
+        to the `log_dir` of a rate callback (the base schedule's first)."""
+        callbacks = _keras_internals.running_fit_callbacks() or []
+        given = [p.log_dir for _, p in self._sorted() if p.log_dir is not None]
+        directory = tensorboard_dir(callbacks) or (given[0] if given else None)
+        if directory is not None:
+            self.step_log = StepLog(str(directory), sources=callbacks)
 
     def _layout(self):
         if self.table is None:
@@ -486,7 +507,29 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 rate = float(self.evaluate(step))
             phase = int(self.phase_at(np.float32(step), numpy_ops))
             self._epoch_cache = (epoch, rate, phase)
+            if self.step_log is not None:
+                self._log_steps(step)
         return self._epoch_cache[1], self._epoch_cache[2]
+
+    def _log_steps(self, first: int) -> None:
+        """Logs the epoch's steps, from `first` to the optimizer's current
+        one: their table rows (what the step read), or, without a table,
+        their rates from the state the epoch ran with (this runs before
+        any epoch-end decision)."""
+        now = step_count(unwrap_optimizer(self.optimizer).iterations)
+        steps = np.arange(first, now)
+        table = self.table
+        held = table is not None and table.covers(first) and table.covers(now - 1)
+        if held and len(steps):
+            rows = table.host[steps % table.capacity]
+        else:
+            rows = self.rows(steps)
+        series = {"learning_rate": rows[:, 0]}
+        for i, provider in enumerate(self._hooks(), 1):
+            series[provider.step_column_name] = rows[:, i]
+        if self.phase_provider is not None:
+            series["phase"] = self.phase_at(steps.astype("float32"), numpy_ops)
+        self.step_log.write(steps, series)
 
     def current_rate(self) -> float:
         """The rate the next step will use."""
@@ -495,6 +538,11 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     # -- serialization -------------------------------------------------
     def get_config(self) -> dict:
+        if not self.resolved:
+            # Between `set_model` and `on_train_begin` (Keras's TensorBoard
+            # saves the model's config there): the phases have no steps yet.
+            step = np.float32(step_count(self.optimizer.iterations))
+            return {"learning_rate": float(self.original_rate(step, numpy_ops))}
         return {"learning_rate": self.current_rate()}
 
     @classmethod

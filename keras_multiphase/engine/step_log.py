@@ -1,0 +1,84 @@
+"""Every training step's rate, momentum, phase, loss weights and batch size,
+written to TensorBoard at each epoch's end.
+
+The engine knows each step's rate before the epoch runs (the rate table),
+so nothing runs per step: when an epoch ends, the rows the step read and
+the values the other callbacks held during the epoch are written with the
+optimizer's step as the x-axis, under the tags `step/learning_rate`,
+`step/momentum` (OneCycle's cycled momentum), `step/phase`,
+`step/batch_size` (AdaptiveBatch) and `step/loss_weight/<output>`
+(LossWeightBalancer).
+
+Where: the `train` folder of a `keras.callbacks.TensorBoard` in `fit`'s
+callbacks (beside Keras's own `epoch_*` curves), else the `log_dir` given
+to PhaseLR or OneCycle. With neither, nothing is written.
+
+The writer is TensorBoard's own, which needs NumPy only (no TensorFlow), so
+the logs are the same on every backend: `pip install
+'keras-multiphase[tensorboard]'`. Under several processes, process 0
+writes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from keras_multiphase._optional import require
+
+PREFIX = "step/"
+
+
+def tensorboard_dir(callbacks) -> str | None:
+    """The `train` folder of the first `keras.callbacks.TensorBoard` in
+    `callbacks`, where Keras writes its training curves (or None)."""
+    for callback in callbacks or ():
+        if isinstance(callback, keras.callbacks.TensorBoard):
+            return os.path.join(str(callback.log_dir), "train")
+    return None
+
+
+def _writes() -> bool:
+    """Process 0 writes; the others hold the same values."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
+class StepLog:
+    """Writes per-step series into one TensorBoard folder.
+
+    `sources` are the fit's callbacks that hold per-epoch values
+    (`step_series(count)` returns `{name: array of count values}`).
+    """
+
+    def __init__(self, directory: str, sources=()):
+        self.directory = directory
+        self.sources = [s for s in sources if hasattr(s, "step_series")]
+        self._writer = None
+        if _writes():
+            summary = require("tensorboard.summary", "Per-step logs")
+            self._writer = summary.Writer(directory)
+
+    def write(self, steps, series: dict) -> None:
+        """Writes `series` (`{name: values per step}`) and each source's
+        values at the optimizer's `steps`."""
+        if self._writer is None or len(steps) == 0:
+            return
+        series = dict(series)
+        for source in self.sources:
+            series.update(source.step_series(len(steps)))
+        for name, values in series.items():
+            values = np.broadcast_to(np.asarray(values, "float32"), (len(steps),))
+            for step, value in zip(steps, values, strict=True):
+                self._writer.add_scalar(PREFIX + name, float(value), int(step))
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

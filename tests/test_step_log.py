@@ -1,0 +1,181 @@
+"""Per-step logs: every step's rate (and momentum, phase, loss weights,
+batch size) in TensorBoard, equal to what the step used."""
+
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from helpers import rate_probe, weight
+from keras import ops
+
+import keras_multiphase as km
+from keras_multiphase.engine import table as table_module
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+    EventAccumulator,
+)
+from tensorboard.util import tensor_util  # noqa: E402
+
+PHASES = [
+    {"name": "warm", "lr": 0.01, "steps": 3},
+    {
+        "name": "peak",
+        "lr": 0.1,
+        "steps": 9,
+        "transition": "linear",
+        "transition_steps": 4,
+    },
+    {"name": "end", "lr": 0.002},
+]
+
+
+def logged(directory) -> dict:
+    """`{tag: (steps, values)}` of the `step/` series in `directory`."""
+    events = EventAccumulator(str(directory), size_guidance={"tensors": 0})
+    events.Reload()
+    out = {}
+    for tag in events.Tags()["tensors"]:
+        if tag.startswith("step/"):
+            points = events.Tensors(tag)
+            steps = np.array([p.step for p in points])
+            values = np.array(
+                [float(tensor_util.make_ndarray(p.tensor_proto)) for p in points]
+            )
+            out[tag[len("step/") :]] = (steps, values)
+    return out
+
+
+class StepWeights(keras.callbacks.Callback):
+    """`-w` after every step: its differences are the rates applied."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = [0.0]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(-weight(self.model))
+
+    def applied(self):
+        return np.diff(self.values)
+
+
+def fit_with(callbacks, epochs=2, steps=10):
+    model = rate_probe()
+    probe = StepWeights()
+    n = 2 * steps
+    model.fit(
+        np.ones((n, 1), "float32"),
+        np.zeros((n, 1), "float32"),
+        batch_size=2,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[*callbacks, probe],
+    )
+    return probe.applied()
+
+
+@pytest.mark.parametrize("table", ["table", "formulas"])
+def test_each_steps_logged_rate_is_the_rate_it_used(tmp_path, monkeypatch, table):
+    if table == "formulas":  # no table: rates from the epoch's state
+        monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)
+    callbacks = [
+        km.PhaseLR(PHASES, log_dir=tmp_path),
+        km.PlateauLR(monitor="loss", patience=0, factor=0.5, min_delta=1e9),
+    ]
+    applied = fit_with(callbacks, epochs=3)
+    series = logged(tmp_path)
+    steps, rates = series["learning_rate"]
+    np.testing.assert_array_equal(steps, np.arange(30))
+    # `applied` is read from float32 weights: a few ulps of them.
+    np.testing.assert_allclose(rates, applied, rtol=1e-5, atol=1e-7)
+    # The plateau (seen at epoch 2's end) halved epoch 3's rate.
+    assert rates[19] == pytest.approx(0.002) and rates[20] == pytest.approx(0.001)
+    np.testing.assert_array_equal(series["phase"][1][[0, 3, 12]], [0, 1, 2])
+
+
+def test_keras_tensorboard_gets_every_step(tmp_path):
+    pytest.importorskip("tensorflow")  # Keras's TensorBoard callback needs it
+    board = keras.callbacks.TensorBoard(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        applied = fit_with([*km.preset("multiphase", peak_lr=0.1), board])
+    # Keras's TensorBoard saves the model's config before train begins,
+    # when the phases have no steps yet: the optimizer's own rate serves.
+    assert not [w for w in caught if "serialize" in str(w.message)]
+    steps, rates = logged(tmp_path / "train")["learning_rate"]
+    assert len(steps) == 20
+    np.testing.assert_allclose(rates, applied, rtol=1e-5, atol=1e-7)
+
+
+def test_nothing_is_written_without_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    callback = km.PhaseLR(PHASES)
+    fit_with([callback])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_momentum_loss_weights_and_batch_size_per_step(tmp_path):
+    x = np.ones((32, 1), "float32")
+    y = {"a": np.zeros((32, 1), "float32"), "b": np.zeros((32, 1), "float32")}
+    inputs = keras.Input((1,))
+    model = keras.Model(
+        inputs,
+        {
+            "a": keras.layers.Dense(1, name="a")(inputs),
+            "b": keras.layers.Dense(1, name="b")(inputs),
+        },
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss={"a": lambda t, p: ops.mean(p), "b": lambda t, p: ops.mean(p)},
+    )
+    adaptive = km.AdaptiveBatch(lambda b: (x, y), {0: 16, 1: 4})
+    balancer = km.LossWeightBalancer(
+        "schedule", schedule={0: {"a": 1.0, "b": 1.0}, 1: {"a": 0.5, "b": 2.0}}
+    )
+    cycle = km.OneCycle(max_lr=0.1, log_dir=tmp_path)
+    model.fit(adaptive.data, epochs=2, verbose=0, callbacks=[cycle, balancer, adaptive])
+    series = logged(tmp_path)
+    steps = series["learning_rate"][0]
+    np.testing.assert_array_equal(steps, np.arange(2 + 8))  # 32/16, 32/4
+    np.testing.assert_array_equal(series["batch_size"][1], [16] * 2 + [4] * 8)
+    np.testing.assert_array_equal(series["loss_weight/a"][1], [1.0] * 2 + [0.5] * 8)
+    np.testing.assert_array_equal(series["loss_weight/b"][1], [1.0] * 2 + [2.0] * 8)
+    momentum = series["momentum"][1]
+    assert momentum[0] == pytest.approx(0.95)  # OneCycle: max at the start
+    assert momentum.min() == pytest.approx(0.85, abs=0.02)  # base at the peak
+    assert np.argmin(momentum) == np.argmax(series["learning_rate"][1])
+
+
+@pytest.mark.parametrize("value", ["", 3, ["logs"]])
+def test_bad_log_dir(value):
+    with pytest.raises(ValueError, match=r"log_dir.*Received: log_dir="):
+        km.PhaseLR(PHASES, log_dir=value)
+    with pytest.raises(ValueError, match=r"log_dir"):
+        km.OneCycle(max_lr=0.1, log_dir=value)
+
+
+def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard.summary", None)
+    with pytest.raises(ModuleNotFoundError, match=r"keras-multiphase\[tensorboard\]"):
+        fit_with([km.PhaseLR(PHASES, log_dir=tmp_path)])
+
+
+@pytest.mark.parametrize("name", ["multiphase", "sgdr"])
+def test_preset_log_dir(tmp_path, name):
+    """`preset(..., log_dir=)` works for a preset with or without a base
+    schedule (sgdr is restarts on the optimizer's own rate)."""
+    applied = fit_with(
+        km.preset(name, log_dir=tmp_path, first_cycle_epochs=1)
+        if name == "sgdr"
+        else km.preset(name, peak_lr=0.1, log_dir=tmp_path)
+    )
+    steps, rates = logged(tmp_path)["learning_rate"]
+    np.testing.assert_array_equal(steps, np.arange(20))
+    np.testing.assert_allclose(rates, applied, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="log_dir"):
+        km.preset(name, log_dir=5)
