@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the model they fit and the timer."""
 
+import tempfile
 import time
 
 import keras
@@ -85,6 +86,9 @@ def callbacks(kind: str) -> list:
         return km.preset("multiphase", peak_lr=1e-3)  # no range test
     if kind == "preset(multiphase)":
         return km.preset("multiphase")
+    if kind == "preset(multiphase, peak_lr=1e-3, log_dir)":  # per-step logs
+        folder = tempfile.mkdtemp(prefix="overhead-logs-")
+        return km.preset("multiphase", peak_lr=1e-3, log_dir=folder)
     return []
 
 

@@ -64,6 +64,7 @@ CONFIGS = (
     "5 empty callbacks",
     "LearningRateScheduler",
     "preset(multiphase, peak_lr=1e-3)",
+    "preset(multiphase, peak_lr=1e-3, log_dir)",
     "preset(multiphase)",
 )
 ONE_THREAD = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-EXTRAS = {"matplotlib": "plot", "tensorboard.summary": "tensorboard"}
+EXTRAS = {"matplotlib": "plot"}
 
 
 def require(module: str, what: str):

@@ -2,14 +2,16 @@
 supported Keras (JAX), streaming each run's output as it goes and ending
 with one table.
 
-Usage: python tests/all_backends.py [--no-oldest] [pytest args...]
+Usage: python tests/all_backends.py [--no-oldest] [--no-wheel] [pytest args...]
 
 The oldest-Keras run uses a virtual environment, `.venv-oldest/`, created
 on first use from `tests/requirements-oldest.txt` and this package, and
 recreated whenever that file changes. It sees none of the packages of the
 interpreter that created it, so a missing pin fails here as it would on a
-user's machine. Exits non-zero if ruff fails, any test fails, or a run
-collects no test.
+user's machine. Last, `wheel_check.py` builds the sdist and wheel, checks
+them, installs the wheel into a fresh Colab-like environment and runs every
+notebook there, install cell included. Exits non-zero if ruff fails, any
+test fails, a run collects no test, or the wheel check fails.
 """
 
 import os
@@ -92,9 +94,31 @@ def run(label, python, backend, argv, extra_env=None):
     return row
 
 
+def wheel_row() -> dict:
+    """Runs `wheel_check.py`; its row of the final table."""
+    print("\n== wheel", flush=True)
+    start = time.monotonic()
+    code = subprocess.call(
+        [sys.executable, os.path.join(ROOT, "tests", "wheel_check.py")]
+    )
+    seconds = time.monotonic() - start
+    print(f"-- wheel: exit {code} in {seconds:.0f}s", flush=True)
+    passed, failed = (1, 0) if code == 0 else (0, 1)
+    return {
+        "run": "wheel + notebooks (jax)",
+        "exit": code,
+        "seconds": seconds,
+        "passed": passed,
+        "failed": failed,
+        "skipped": 0,
+        "errors": 0,
+    }
+
+
 def main(argv):
     oldest = "--no-oldest" not in argv
-    argv = [a for a in argv if a != "--no-oldest"]
+    wheel = "--no-wheel" not in argv
+    argv = [a for a in argv if a not in ("--no-oldest", "--no-wheel")]
     problems = []
     print("== ruff check", flush=True)
     if subprocess.call([sys.executable, "-m", "ruff", "check", ROOT]) != 0:
@@ -113,6 +137,8 @@ def main(argv):
                 [*argv, *deselect],
             )
         )
+    if wheel:
+        rows.append(wheel_row())
     for row in rows:
         if row["exit"] == 5 or row["passed"] == 0:
             problems.append(f"{row['run']}: no test ran")

@@ -1,20 +1,20 @@
 """The Colab notebooks in examples/notebooks run, headless, at small sizes.
 
 Each notebook's code cells are executed in order in one namespace (what a
-kernel does), with KERAS_MULTIPHASE_SMALL=1 and the `%pip install` cell
-skipped (the package under test is already installed). A notebook that
+kernel does, `notebook_runner.py`), with KERAS_MULTIPHASE_SMALL=1 and the
+`%pip install` cell skipped (the package under test is already installed;
+`wheel_check.py` runs that cell too, against the built wheel). A notebook that
 raises fails the suite; so does one that no longer matches its `.py` twin.
 """
 
 import configparser
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import pathlib
 
 import pytest
+from notebook_runner import run_notebook
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "examples" / "notebooks"
@@ -62,19 +62,6 @@ def test_notebook_runs(path, monkeypatch):
     for module in NEEDS.get(path.stem, ()):
         pytest.importorskip(module)
     monkeypatch.setenv("KERAS_MULTIPHASE_SMALL", "1")
-    cells = json.loads(path.read_text())["cells"]
-    namespace = {"__name__": "__main__"}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        for index, cell in enumerate(cells):
-            if cell["cell_type"] != "code":
-                continue
-            lines = [
-                line
-                for line in "".join(cell["source"]).splitlines()
-                if not line.lstrip().startswith(("%", "!"))
-            ]
-            code = compile("\n".join(lines), f"{path.name}[cell {index}]", "exec")
-            exec(code, namespace)  # noqa: S102 - running the notebook is the test
+    namespace, printed = run_notebook(path)
     assert os.environ["KERAS_BACKEND"] == namespace["keras"].backend.backend()
-    assert out.getvalue().strip(), "the notebook printed nothing"
+    assert printed.strip(), "the notebook printed nothing"

@@ -13,10 +13,9 @@ Where: the `train` folder of a `keras.callbacks.TensorBoard` in `fit`'s
 callbacks (beside Keras's own `epoch_*` curves), else the `log_dir` given
 to PhaseLR or OneCycle. With neither, nothing is written.
 
-The writer is TensorBoard's own, which needs NumPy only (no TensorFlow), so
-the logs are the same on every backend: `pip install
-'keras-multiphase[tensorboard]'`. Under several processes, process 0
-writes.
+The event files are written by `event_file.py` with NumPy alone, the same
+on every backend (no TensorFlow, no `tensorboard` package: that is needed
+only to view them). Under several processes, process 0 writes.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import os
 import keras
 import numpy as np
 
-from keras_multiphase._optional import require
+from keras_multiphase.engine.event_file import EventFile
 
 PREFIX = "step/"
 
@@ -59,10 +58,7 @@ class StepLog:
     def __init__(self, directory: str, sources=()):
         self.directory = directory
         self.sources = [s for s in sources if hasattr(s, "step_series")]
-        self._writer = None
-        if _writes():
-            summary = require("tensorboard.summary", "Per-step logs")
-            self._writer = summary.Writer(directory)
+        self._writer = EventFile(directory) if _writes() else None
 
     def write(self, steps, series: dict) -> None:
         """Writes `series` (`{name: values per step}`) and each source's
@@ -72,11 +68,14 @@ class StepLog:
         series = dict(series)
         for source in self.sources:
             series.update(source.step_series(len(steps)))
-        for name, values in series.items():
-            values = np.broadcast_to(np.asarray(values, "float32"), (len(steps),))
-            for step, value in zip(steps, values, strict=True):
-                self._writer.add_scalar(PREFIX + name, float(value), int(step))
-        self._writer.flush()
+        shape = (len(steps),)
+        self._writer.write_scalars(
+            steps,
+            {
+                PREFIX + k: np.broadcast_to(np.asarray(v, "float32"), shape)
+                for k, v in series.items()
+            },
+        )
 
     def close(self) -> None:
         if self._writer is not None:
