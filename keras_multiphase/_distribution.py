@@ -10,6 +10,12 @@ model's and a callback's `assign` (cross-replica context) updates every
 copy. JAX's `keras.distribution` gives each new variable the layout of the
 global distribution (replicated under `DataParallel`) with no scope.
 
+Several JAX processes (`jax.distributed`, one per host): each process runs
+the callbacks on its own host. The losses they decide from are computed on
+the global batch, so they agree; `agree` makes it so by construction, giving
+every process process 0's values of the state that sets the rates, loss
+weights and batch sizes, at train begin and when each epoch begins.
+
 PyTorch: Keras has no multi-device API on that backend; a torch.distributed
 process group of more than one process is refused (`check_supported`).
 """
@@ -17,8 +23,11 @@ process group of more than one process is refused (`check_supported`).
 from __future__ import annotations
 
 import contextlib
+import json
+import zlib
 
 import keras
+import numpy as np
 
 from keras_multiphase import _keras_internals
 
@@ -75,4 +84,55 @@ def check_supported(owner: str) -> None:
             "torch: one process (CPU or one GPU). For multi-device training "
             "use the TensorFlow backend with tf.distribute or the JAX "
             "backend with keras.distribution."
+        )
+
+
+def process_count() -> int:
+    """Processes training together (JAX's `jax.distributed`; 1 otherwise)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return int(jax.process_count())
+
+
+def agree(values: dict) -> dict:
+    """Process 0's `values` (`{name: array}`) on every process; `values`
+    themselves in a single process. Every process must call it (a
+    collective), which holds as they run the same callbacks."""
+    if process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    agreed = multihost_utils.broadcast_one_to_all(
+        {k: np.asarray(v) for k, v in values.items()}
+    )
+    return {k: np.asarray(v) for k, v in agreed.items()}
+
+
+# Settings a process may have of its own (where it writes, what it says).
+LOCAL_SETTINGS = ("log_dir", "verbose")
+
+
+def check_same_everywhere(what: str, config: dict) -> None:
+    """Raises a ValueError when `config` differs between processes: each
+    process would train at its own rates, and the replicas of the weights
+    would silently part (a collective; a no-op in a single process)."""
+    if process_count() == 1:
+        return
+    import jax
+    from jax.experimental import multihost_utils
+
+    config = {k: v for k, v in config.items() if k not in LOCAL_SETTINGS}
+    text = json.dumps(
+        config, sort_keys=True, default=lambda o: getattr(o, "__qualname__", repr(o))
+    )
+    mine = np.array([zlib.crc32(text.encode())], np.uint32).view(np.int32)
+    every = np.asarray(multihost_utils.process_allgather(mine)).ravel()
+    others = [i for i, v in enumerate(every.tolist()) if v != every[0]]
+    if others:
+        raise ValueError(
+            f"{what}: the configuration differs between processes (processes "
+            f"{others} do not match process 0). Process {jax.process_index()} "
+            f"has {text}. Give every process the same callbacks and arguments."
         )

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from keras_multiphase import _keras_internals
-from keras_multiphase._distribution import creation_scope
+from keras_multiphase._distribution import agree, creation_scope, process_count
 
 KerasSaveable = _keras_internals.saveable_base()
 
@@ -170,6 +170,16 @@ class StateStore(KerasSaveable):
         for key, other in self._owners.items():
             if other is owner:
                 self._released.add(key)
+
+    def agree(self) -> None:
+        """Under several processes, every state value becomes process 0's
+        (`_distribution.agree`): what sets the rates, loss weights and
+        batch sizes is then the same everywhere by construction."""
+        if process_count() == 1:
+            return
+        agreed = agree({k: v.numpy() for k, v in sorted(self._vars.items())})
+        for key, value in agreed.items():
+            self._vars[key].assign(value)
 
     def variable(self, key: str, value, in_step: bool = False) -> keras.Variable:
         """Returns the variable `key`, creating it with `value` if new (or

@@ -512,6 +512,9 @@ class LossWeightBalancer(EpochCallback):
         if self._metric is None:
             return
         _ = self.model  # JAX: sync before assigning.
+        owner = getattr(self, "_state_owner", None)
+        if owner is not None:
+            state_store(owner).agree()  # several processes: process 0's
         if self.strategy == "schedule":
             scheduled = self._scheduled_weights(epoch)
             if scheduled is not None:

@@ -54,6 +54,7 @@ import numpy as np
 from keras import ops
 
 from keras_multiphase import _keras_internals
+from keras_multiphase._distribution import check_same_everywhere, process_count
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase.engine.step_log import StepLog, tensorboard_dir
 from keras_multiphase.engine.table import (
@@ -400,6 +401,10 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         Called from each attached callback's `on_train_begin`; all of them
         have had `set_model` and `set_params` by then.
         """
+        if process_count() > 1:
+            for key, provider in self._sorted():
+                check_same_everywhere(key, provider.get_config())
+        state_store(self.optimizer).agree()  # several processes: process 0's
         self.resolve_providers()
         self.resolved = True
         if not self.configured:  # callbacks called by hand, without fit
@@ -437,6 +442,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         include this one and every state value they were computed from is
         unchanged (no decision since), else rows computed now."""
         if epoch not in self._epoch_steps:
+            state_store(self.optimizer).agree()  # the decisions of the last epoch
             step = step_count(unwrap_optimizer(self.optimizer).iterations)
             self._epoch_steps = {epoch: step}
             self._epoch_cache = None
