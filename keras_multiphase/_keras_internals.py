@@ -330,3 +330,68 @@ def as_nonzero_momentum(variable) -> None:
         )
         _NONZERO_CLASSES[base] = cls
     variable.__class__ = cls
+
+
+# -- Replacing what Keras objects hold ----------------------------------------
+# Each function below changes an object Keras owns; no other module does
+# (`tests/test_internals_seam.py` checks it). `object.__setattr__` skips the
+# attribute tracking of Keras's `__setattr__`, which would list a function
+# or a stashed object among the object's tracked state.
+
+
+def attach(obj, name: str, value) -> None:
+    """Stashes one of this package's objects on a Keras object (the state
+    store on an optimizer, the loss-weight variables on a compiled loss), so
+    it lives and dies with it. Keras objects have no slot for user data."""
+    object.__setattr__(obj, name, value)
+
+
+def attached(obj, name: str):
+    """What `attach` stashed on `obj` itself (None if nothing): read from the
+    instance's own attributes, so a wrapper optimizer does not answer with
+    the stash of the optimizer it wraps (`__getattr__` forwarding)."""
+    return vars(obj).get(name)
+
+
+def replace_saving_hooks(optimizer, save, load, get_config) -> None:
+    """Replaces, for this optimizer instance only, the hooks Keras's saver
+    calls (`save_own_variables`, `load_own_variables`) and `get_config`:
+    checkpoints then hold exactly a plain optimizer's variables in its own
+    entry (loadable without this package) and the package's state beside
+    them, and a `.keras` file stores the rate in effect as a float (see
+    `_state.py`). Keras has no per-instance saving extension point."""
+    object.__setattr__(optimizer, "save_own_variables", save)
+    object.__setattr__(optimizer, "load_own_variables", load)
+    object.__setattr__(optimizer, "get_config", get_config)
+
+
+def replace_loss_build(compile_loss, build) -> None:
+    """Replaces a compiled loss's `build` for this instance: on TensorFlow a
+    subclassed model's compiled loss is built inside the first traced step,
+    and LossWeightBalancer installs its weights right after (Keras has no
+    hook for "the loss was built")."""
+    object.__setattr__(compile_loss, "build", build)
+
+
+def set_optimizer_hyperparameter(optimizer, name: str, value) -> None:
+    """Sets `beta_1` (Adam family) or `momentum` (SGD, RMSprop), which Keras
+    keeps as plain floats read by the traced update: OneCycle puts a variable
+    there so the step reads the cycled value, and the float back when the
+    fit ends. Keras's `__setattr__` would track the variable as optimizer
+    state (saved, and carried through every JAX step)."""
+    object.__setattr__(optimizer, name, value)
+
+
+def forget_train_function(model) -> None:
+    """Drops the model's traced train step, so the next `fit` traces it
+    again: after the package removed what the step read (the composed rate,
+    loss-weight variables) or swapped them in. `make_train_function(force=
+    True)` would trace at once, where nothing may be trained next."""
+    model.train_function = None
+
+
+def set_progbar_target(progbar, steps: int) -> None:
+    """Sets the number of steps Keras's progress bar shows for this epoch,
+    which `fit` fixes once per call (AdaptiveBatch changes it per epoch);
+    `ProgbarLogger` has no public setter."""
+    progbar.target = steps

@@ -372,9 +372,9 @@ def _patch_saving(optimizer, state) -> None:
         return config
 
     # Instance attributes: only this optimizer is affected.
-    object.__setattr__(optimizer, "save_own_variables", save_own_variables)
-    object.__setattr__(optimizer, "load_own_variables", load_own_variables)
-    object.__setattr__(optimizer, "get_config", get_config)
+    _keras_internals.replace_saving_hooks(
+        optimizer, save_own_variables, load_own_variables, get_config
+    )
 
 
 def state_store(optimizer) -> StateStore:
@@ -384,15 +384,15 @@ def state_store(optimizer) -> StateStore:
     variables as theirs, so they are patched too.
     """
     inner = unwrap_optimizer(optimizer)
-    state = inner.__dict__.get(_ATTR)
+    state = _keras_internals.attached(inner, _ATTR)
     if state is None:
         state = StateStore(inner)
-        object.__setattr__(inner, _ATTR, state)
+        _keras_internals.attach(inner, _ATTR, state)
     opt = optimizer
     while True:
-        if opt.__dict__.get("_keras_multiphase_patched") is not state:
+        if _keras_internals.attached(opt, "_keras_multiphase_patched") is not state:
             _patch_saving(opt, state)
-            object.__setattr__(opt, "_keras_multiphase_patched", state)
+            _keras_internals.attach(opt, "_keras_multiphase_patched", state)
         if opt is inner:
             return state
         opt = opt.inner_optimizer

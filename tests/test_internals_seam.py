@@ -88,3 +88,74 @@ def test_every_seam_function_says_why():
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
             doc = ast.get_docstring(node) or ""
             assert len(doc) > 50, node.name
+
+
+# Attribute stores outside the seam on something other than `self` / `cls`,
+# each on an object of this package's own (or Keras's public callback API),
+# with why. Any other store, `setattr`, `object.__setattr__`, `delattr` or
+# `__dict__` outside the seam fails the test: a Keras object is changed in
+# `_keras_internals.py` only.
+OWN_STORES = {
+    ("_state.py", "state.variable"): "HostState, the package's own",
+    ("callbacks/adaptive_batch.py", "self._composer.epoch_map"): "the engine",
+    ("engine/composer.py", "composer.origin"): "the engine",
+    ("engine/composer.py", "store.effective_rate"): "StateStore",
+    ("engine/composer.py", "state_store(optimizer).effective_rate"): "StateStore",
+    ("preset.py", "callbacks[0].train_begin_notes"): "a callback of the package",
+    ("preset.py", "callbacks[0].log_dir"): "a callback of the package",
+    # Keras's public way for a callback to end `fit` (EarlyStopping's).
+    ("callbacks/monitor.py", "self.model.stop_training"): "public Keras API",
+}
+# `cls` in `__init_subclass__` is the package's own callback class.
+OWN_SETATTR = {
+    ("callbacks/epoch_callback.py", "setattr(cls, hook, getattr(_Callback, hook))")
+}
+MUTATORS = ("setattr", "object.__setattr__", "delattr", "vars")
+
+
+def mutations(tree, where: str):
+    """(line, text) of each change of an object other than `self` / `cls`
+    not listed as the package's own."""
+    found = []
+    for node in ast.walk(tree):
+        text = None
+        if isinstance(node, ast.Attribute) and isinstance(
+            node.ctx, (ast.Store, ast.Del)
+        ):
+            base = node.value
+            if not (isinstance(base, ast.Name) and base.id in ("self", "cls")):
+                if (where, ast.unparse(node)) not in OWN_STORES:
+                    text = ast.unparse(node)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in MUTATORS:
+            target = node.args[0] if node.args else None
+            on_self = isinstance(target, ast.Name) and target.id == "self"
+            if not on_self and (where, ast.unparse(node)) not in OWN_SETATTR:
+                text = ast.unparse(node)
+        elif isinstance(node, ast.Attribute) and node.attr == "__dict__":
+            if not (isinstance(node.value, ast.Name) and node.value.id == "cls"):
+                text = ast.unparse(node)
+        if text:
+            found.append((node.lineno, text))
+    return found
+
+
+def test_no_keras_object_changed_outside_the_seam():
+    found = {
+        str(path.relative_to(PACKAGE)): mutations(
+            ast.parse(path.read_text()), str(path.relative_to(PACKAGE))
+        )
+        for path in modules()
+    }
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_check_finds_each_kind_of_change():
+    tree = ast.parse(
+        "optimizer.get_config = get_config\n"
+        "object.__setattr__(compile_loss, 'build', build)\n"
+        "setattr(model, 'train_function', None)\n"
+        "state = optimizer.__dict__.get('_stash')\n"
+        "del model.train_function\n"
+        "self.ok = 1\n"
+    )
+    assert sorted(line for line, _ in mutations(tree, "x.py")) == [1, 2, 3, 4, 5]

@@ -575,7 +575,7 @@ class AdaptiveBatch(LRCallback):
         self._composer.epoch_resized(epoch, steps)
         _keras_internals.set_epoch_steps(self._epoch_iterator, steps)
         for progbar in self._progbars:
-            progbar.target = steps
+            _keras_internals.set_progbar_target(progbar, steps)
         if self.verbose and previous is not None and previous != size:
             say(
                 f"\nEpoch {epoch + 1}: AdaptiveBatch: batch size {previous} -> "

@@ -349,10 +349,10 @@ class LossWeightBalancer(EpochCallback):
 
         def build_then_install(y_true, y_pred):
             build(y_true, y_pred)
-            object.__setattr__(compile_loss, "build", build)
+            _keras_internals.replace_loss_build(compile_loss, build)
             self._install(model, compile_loss, retrace=False)
 
-        object.__setattr__(compile_loss, "build", build_then_install)
+        _keras_internals.replace_loss_build(compile_loss, build_then_install)
         self._compile_loss = compile_loss
         self._pending = True
 
@@ -364,7 +364,7 @@ class LossWeightBalancer(EpochCallback):
         if len(flat) < 2:
             self._metric = None
             return
-        existing = getattr(compile_loss, "_keras_multiphase_weights", None)
+        existing = _keras_internals.attached(compile_loss, "_keras_multiphase_weights")
         if existing is not None:
             self._metric = existing
             self._initial = existing.initial
@@ -387,11 +387,11 @@ class LossWeightBalancer(EpochCallback):
             _keras_internals.replace_loss_weights(
                 compile_loss, metric, metric.weights_vars
             )
-            object.__setattr__(compile_loss, "_keras_multiphase_weights", metric)
+            _keras_internals.attach(compile_loss, "_keras_multiphase_weights", metric)
             self._metric = metric
             if retrace:
                 # A step traced before used constant weights: trace it again.
-                model.train_function = None
+                _keras_internals.forget_train_function(model)
 
     def _keeps_compiled_weights(self, initial) -> bool:
         """`fixed` at the weights given to compile: nothing to change."""

@@ -240,7 +240,9 @@ class LRCallback(EpochCallback):
             return
         if release(self._optimizer, self._key):
             # The traced step multiplied by contributions that are gone.
-            _keras_internals.callback_model(self).train_function = None
+            _keras_internals.forget_train_function(
+                _keras_internals.callback_model(self)
+            )
         state_store(self._optimizer).release(self)
         self._composer = None
 

@@ -231,7 +231,7 @@ class OneCycle(LRCallback):
             variable.assign(self._value(0, 2, numpy_ops))
             if name == "momentum":
                 _keras_internals.as_nonzero_momentum(variable)
-            object.__setattr__(optimizer, name, variable)
+            _keras_internals.set_optimizer_hyperparameter(optimizer, name, variable)
             self._momentum = (optimizer, name, value, variable)
             self._composer.prepare(self.model)  # retrace with the variable
 
@@ -257,7 +257,7 @@ class OneCycle(LRCallback):
     def _end_of_fit(self) -> None:
         if self._momentum is not None:
             optimizer, name, value, _ = self._momentum
-            object.__setattr__(optimizer, name, value)
+            _keras_internals.set_optimizer_hyperparameter(optimizer, name, value)
             self._momentum = None
         super()._end_of_fit()
 

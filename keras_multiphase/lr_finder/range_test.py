@@ -401,7 +401,7 @@ def find_lr(
         if had_function:
             model.make_train_function(force=True)
         else:
-            model.train_function = None
+            _keras_internals.forget_train_function(model)
         if progbar is not None and len(losses) < num_steps:
             progbar.update(num_steps, finalize=True)
 
