@@ -11,6 +11,7 @@ sweep is conclusive.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -325,6 +326,42 @@ def find_lr(
         An `LRFinderResult`.
     """
     _check_model(model)
+    start_lr, end_lr, num_steps, diverge_threshold, batch_size, verbose = (
+        _checked_arguments(
+            start_lr,
+            end_lr,
+            num_steps,
+            suggestion,
+            diverge_threshold,
+            batch_size,
+            verbose,
+        )
+    )
+    stream = batches(x, y, sample_weight, batch_size, seed)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("find_lr: the data yields no batch.")
+    _build(model, first)
+    optimizer = unwrap_optimizer(model.optimizer)
+    offset = int(np.asarray(optimizer.iterations.numpy()))
+    sweep = _Sweep(start_lr, end_lr, num_steps, offset)
+    planned = sweep.rates(num_steps)
+    progbar = keras.utils.Progbar(num_steps, verbose=verbose) if verbose else None
+    with _sweeping(model, sweep):
+        losses, diverged_at = _run_sweep(
+            model, first, stream, planned, progbar, diverge_threshold
+        )
+    if progbar is not None and len(losses) < num_steps:
+        progbar.update(num_steps, finalize=True)
+    return _result(
+        planned, losses, diverged_at, suggestion, num_steps, diverge_threshold
+    )
+
+
+def _checked_arguments(
+    start_lr, end_lr, num_steps, suggestion, diverge_threshold, batch_size, verbose
+):
+    """`find_lr`'s arguments, checked (a ValueError naming a bad one)."""
     start_lr = check_positive("start_lr", start_lr)
     end_lr = check_positive("end_lr", end_lr)
     if end_lr <= start_lr:
@@ -343,57 +380,21 @@ def find_lr(
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     verbose = check_verbose("verbose", verbose)
+    return start_lr, end_lr, num_steps, diverge_threshold, batch_size, verbose
 
-    stream = batches(x, y, sample_weight, batch_size, seed)
-    first = next(stream, None)
-    if first is None:
-        raise ValueError("find_lr: the data yields no batch.")
-    _build(model, first)
+
+@contextlib.contextmanager
+def _sweeping(model, sweep):
+    """The sweep's rate on the optimizer while the block runs; then the
+    model, the optimizer and the train function exactly as they were."""
     optimizer = unwrap_optimizer(model.optimizer)
     restorer = _Restorer(model)
     original_rate = _keras_internals.learning_rate_object(optimizer)
     had_function = getattr(model, "train_function", None) is not None
-    offset = int(np.asarray(optimizer.iterations.numpy()))
-    sweep = _Sweep(start_lr, end_lr, num_steps, offset)
-    planned = sweep.rates(num_steps)
-    progbar = keras.utils.Progbar(num_steps, verbose=verbose) if verbose else None
-
-    losses, diverged_at = [], None
-    avg, best = None, math.inf
     _keras_internals.set_learning_rate_object(optimizer, sweep)
     try:
         model.make_train_function(force=True)
-        batch = first
-        for step in range(num_steps):
-            if batch is None:
-                break
-            # Keras < 3.10 keeps the loss tracker across train_on_batch
-            # calls (it returns a running mean): reset it for each batch.
-            model.reset_metrics()
-            x_batch, y_batch, weights = batch
-            if weights is None and keras.distribution.distribution() is not None:
-                # Keras < 3.10 lays out every element of (x, y, sample_weight)
-                # under a JAX distribution and fails on None: ones weigh the
-                # loss exactly as no weights do.
-                first_leaf = keras.tree.flatten(x_batch)[0]
-                weights = np.ones((len(first_leaf),), "float32")
-            extra = {} if weights is None else {"sample_weight": weights}
-            logs = model.train_on_batch(x_batch, y_batch, return_dict=True, **extra)
-            loss = float(np.asarray(logs["loss"]))
-            losses.append(loss)
-            if progbar is not None:
-                progbar.update(step + 1, [("lr", float(planned[step])), ("loss", loss)])
-            if not math.isfinite(loss):
-                diverged_at = float(planned[step])
-                break
-            # Causal smoothing for the stop only (log space, short memory).
-            value = math.log(max(loss, 1e-30))
-            avg = value if avg is None else 0.8 * avg + 0.2 * value
-            best = min(best, avg)
-            if step >= MIN_POINTS and avg > best + math.log(diverge_threshold):
-                diverged_at = float(planned[step])
-                break
-            batch = next(stream, None) if step + 1 < num_steps else None
+        yield
     finally:
         _keras_internals.set_learning_rate_object(optimizer, original_rate)
         restorer.restore()
@@ -402,13 +403,54 @@ def find_lr(
             model.make_train_function(force=True)
         else:
             _keras_internals.forget_train_function(model)
-        if progbar is not None and len(losses) < num_steps:
-            progbar.update(num_steps, finalize=True)
 
+
+def _train_on(model, batch) -> float:
+    """One step of the sweep; its loss."""
+    # Keras < 3.10 keeps the loss tracker across train_on_batch calls (it
+    # returns a running mean): reset it for each batch.
+    model.reset_metrics()
+    x_batch, y_batch, weights = batch
+    if weights is None and keras.distribution.distribution() is not None:
+        # Keras < 3.10 lays out every element of (x, y, sample_weight)
+        # under a JAX distribution and fails on None: ones weigh the loss
+        # exactly as no weights do.
+        first_leaf = keras.tree.flatten(x_batch)[0]
+        weights = np.ones((len(first_leaf),), "float32")
+    extra = {} if weights is None else {"sample_weight": weights}
+    logs = model.train_on_batch(x_batch, y_batch, return_dict=True, **extra)
+    return float(np.asarray(logs["loss"]))
+
+
+def _run_sweep(model, batch, stream, planned, progbar, diverge_threshold):
+    """Trains a batch per planned rate until the data ends or the loss
+    diverges; returns the losses and the rate it diverged at (or None)."""
+    losses, avg, best = [], None, math.inf
+    for step, rate in enumerate(planned):
+        if batch is None:
+            break
+        loss = _train_on(model, batch)
+        losses.append(loss)
+        if progbar is not None:
+            progbar.update(step + 1, [("lr", float(rate)), ("loss", loss)])
+        if not math.isfinite(loss):
+            return losses, float(rate)
+        # Causal smoothing for the stop only (log space, short memory).
+        value = math.log(max(loss, 1e-30))
+        avg = value if avg is None else 0.8 * avg + 0.2 * value
+        best = min(best, avg)
+        if step >= MIN_POINTS and avg > best + math.log(diverge_threshold):
+            return losses, float(rate)
+        batch = next(stream, None) if step + 1 < len(planned) else None
+    return losses, None
+
+
+def _result(planned, losses, diverged_at, rule, num_steps, threshold):
+    """The finished sweep as an `LRFinderResult`."""
     rates = planned[: len(losses)].astype("float64")
     end_reached = len(losses) == num_steps
     status, reason, smoothed, index = _evaluate(
-        rates, losses, diverged_at, suggestion, end_reached, diverge_threshold
+        rates, losses, diverged_at, rule, end_reached, threshold
     )
     if status == OK and diverged_at is None and not end_reached:
         status = DATA_ENDED
@@ -425,6 +467,6 @@ def find_lr(
         index=index,
         status=status,
         reason=reason,
-        rule=suggestion,
+        rule=rule,
         diverged_at=diverged_at,
     )
