@@ -230,6 +230,27 @@ def _substitute(value, params, where, error):
 def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     """Reads a preset: `(class name, config, key path, error factory)` per
     callback, overrides applied."""
+    source, data, error = _parse(name_or_path)
+    params, entries = _top_level(data, source, error)
+    rebuild = overrides.pop("rebuild", None)
+    dotted = _override_params(params, overrides, source)
+    out = []
+    for i, entry in enumerate(entries):
+        item = _entry(("callbacks", i), entry, params, error)
+        label = item[3]
+        if label is not None and label in [other[3] for other in out]:
+            raise error((*item[2][:2], "name"), f"repeats the entry name {label!r}.")
+        out.append(item)
+    for key, value in dotted.items():
+        _apply_dotted(out, key, value, source)
+    if rebuild is not None:
+        _set_rebuild(out, rebuild, source)
+    return [(name, config, path, error) for name, config, path, _ in out]
+
+
+def _parse(name_or_path: str):
+    """The preset's source, its YAML data, and a factory of `PresetError`s
+    that name a key path and its line."""
     source, text = _read(name_or_path)
     try:
         _check_structure(text, source)
@@ -251,6 +272,11 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
         key = ".".join(str(p) for p in path)
         return PresetError(f"{source}{at}: `{key}` {message}")
 
+    return source, data, error
+
+
+def _top_level(data, source: str, error) -> tuple[dict, list]:
+    """The preset's `params` (a copy) and `callbacks`, checked."""
     if not isinstance(data, Mapping) or "callbacks" not in data:
         raise PresetError(
             f"{source}: a preset is a mapping with `callbacks` (a list) and "
@@ -270,12 +296,14 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
             "must map parameter names to values, e.g. `params: {peak_lr: auto}`. "
             f"Received: {params!r}",
         )
-    params = dict(params)
     entries = data["callbacks"]
     if not isinstance(entries, list):
         raise error(("callbacks",), f"must be a list. Received: {entries!r}")
-    rebuild = overrides.pop("rebuild", None)
-    dotted = {k: v for k, v in overrides.items() if "." in k}
+    return dict(params), entries
+
+
+def _override_params(params: dict, overrides: dict, source: str) -> dict:
+    """Sets the overridden `params`; returns the dotted overrides."""
     for key, value in overrides.items():
         if "." in key:
             continue
@@ -285,57 +313,54 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
                 f"preset (parameters: {sorted(params)}).{_suggest(key, params)}"
             )
         params[key] = value
-    out = []
-    for i, entry in enumerate(entries):
-        path = ("callbacks", i)
-        label = entry.get("name") if isinstance(entry, Mapping) else None
-        classes = (
-            [k for k in entry if k != "name"] if isinstance(entry, Mapping) else []
+    return {k: v for k, v in overrides.items() if "." in k}
+
+
+def _entry(path: tuple, entry, params: dict, error) -> list:
+    """One `callbacks` entry, checked: `[class name, config with the params
+    substituted, key path, label]`."""
+    label = entry.get("name") if isinstance(entry, Mapping) else None
+    classes = [k for k in entry if k != "name"] if isinstance(entry, Mapping) else []
+    if len(classes) != 1 or (label is not None and not isinstance(label, str)):
+        raise error(
+            path,
+            "must be one `ClassName: {arguments}` mapping, with an optional "
+            f"`name: <str>` to address it in overrides. Received: {entry!r}",
         )
-        if len(classes) != 1 or (label is not None and not isinstance(label, str)):
+    name, config = classes[0], entry[classes[0]]
+    if config is not None and not isinstance(config, Mapping):
+        raise error(
+            (*path, name),
+            f"must map {name}'s argument names to values, e.g. "
+            f"`- {name}: {{...}}`. Received: {config!r}",
+        )
+    if name not in CALLBACKS:
+        raise error(
+            path,
+            f"names unknown callback {name!r}; known: {sorted(CALLBACKS)}."
+            f"{_suggest(name, CALLBACKS)}",
+        )
+    config = _substitute(dict(config or {}), params, (*path, name), error)
+    allowed = _arguments(name)
+    for key in config:
+        if key not in allowed:
             raise error(
-                path,
-                "must be one `ClassName: {arguments}` mapping, with an optional "
-                f"`name: <str>` to address it in overrides. Received: {entry!r}",
+                (*path, name, key),
+                f"is not an argument of {name}; allowed: {allowed}."
+                f"{_suggest(key, allowed)}",
             )
-        name, config = classes[0], entry[classes[0]]
-        if config is not None and not isinstance(config, Mapping):
-            raise error(
-                (*path, name),
-                f"must map {name}'s argument names to values, e.g. "
-                f"`- {name}: {{...}}`. Received: {config!r}",
-            )
-        if name not in CALLBACKS:
-            raise error(
-                path,
-                f"names unknown callback {name!r}; known: {sorted(CALLBACKS)}."
-                f"{_suggest(name, CALLBACKS)}",
-            )
-        config = _substitute(dict(config or {}), params, (*path, name), error)
-        allowed = _arguments(name)
-        for key in config:
-            if key not in allowed:
-                raise error(
-                    (*path, name, key),
-                    f"is not an argument of {name}; allowed: {allowed}."
-                    f"{_suggest(key, allowed)}",
-                )
-        labels = [item[3] for item in out]
-        if label is not None and label in labels:
-            raise error((*path, "name"), f"repeats the entry name {label!r}.")
-        out.append([name, config, (*path, name), label])
-    for key, value in dotted.items():
-        _apply_dotted(out, key, value, source)
-    if rebuild is not None:
-        if not any(item[0] == "AdaptiveBatch" for item in out):
-            raise PresetError(
-                f"{source}: override `rebuild` given, but this preset has no "
-                "AdaptiveBatch."
-            )
-        for item in out:
-            if item[0] == "AdaptiveBatch":
-                item[1]["rebuild"] = rebuild
-    return [(name, config, path, error) for name, config, path, _ in out]
+    return [name, config, (*path, name), label]
+
+
+def _set_rebuild(entries, rebuild, source: str) -> None:
+    """Gives `rebuild` to the preset's AdaptiveBatch."""
+    if not any(item[0] == "AdaptiveBatch" for item in entries):
+        raise PresetError(
+            f"{source}: override `rebuild` given, but this preset has no AdaptiveBatch."
+        )
+    for item in entries:
+        if item[0] == "AdaptiveBatch":
+            item[1]["rebuild"] = rebuild
 
 
 _ADDRESS = re.compile(r"(?P<head>[A-Za-z_][\w-]*)(\[(?P<index>\d+)\])?")
