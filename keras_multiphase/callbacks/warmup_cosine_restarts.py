@@ -111,21 +111,9 @@ class WarmupCosineRestarts(LRCallback):
     ):
         super().__init__()
         self.warmup_prefix = check_bool("warmup_prefix", warmup_prefix)
-        _exclusive(
-            "first_cycle_steps",
-            first_cycle_steps,
-            "first_cycle_epochs",
-            first_cycle_epochs,
+        _check_lengths(
+            first_cycle_steps, first_cycle_epochs, warmup_steps, warmup_epochs
         )
-        if first_cycle_steps is not None:
-            check_int("first_cycle_steps", first_cycle_steps, minimum=1)
-        if first_cycle_epochs is not None:
-            check_positive("first_cycle_epochs", first_cycle_epochs)
-        check_int("warmup_steps", warmup_steps, minimum=0)
-        if warmup_epochs is not None:
-            check_non_negative("warmup_epochs", warmup_epochs)
-            if warmup_steps:
-                _exclusive("warmup_steps", warmup_steps, "warmup_epochs", warmup_epochs)
         check_ratio("min_ratio", min_ratio)
         if min_lr is not None:
             check_positive("min_lr", min_lr)
@@ -140,31 +128,7 @@ class WarmupCosineRestarts(LRCallback):
             warmup_each_cycle,
             max_cycles,
         )
-        if phases is not None:
-            if isinstance(phases, (str, int)):
-                phases = [phases]
-            if not phases or not all(isinstance(p, (str, int)) for p in phases):
-                raise ValueError(
-                    "Argument `phases` must be a non-empty list of PhaseLR "
-                    f"phase names or indices. Received: phases={phases!r}"
-                )
-            if start_epoch is not None or end_epoch is not None:
-                raise ValueError(
-                    "Argument `phases` is exclusive with `start_epoch` / "
-                    f"`end_epoch`. Received: phases={phases!r}, "
-                    f"start_epoch={start_epoch!r}, end_epoch={end_epoch!r}"
-                )
-            phases = list(phases)
-        if start_epoch is not None:
-            check_non_negative("start_epoch", start_epoch)
-        if end_epoch is not None:
-            check_positive("end_epoch", end_epoch)
-            if start_epoch is not None and end_epoch <= start_epoch:
-                raise ValueError(
-                    "Argument `end_epoch` must be after `start_epoch`. "
-                    f"Received: start_epoch={start_epoch!r}, "
-                    f"end_epoch={end_epoch!r}"
-                )
+        phases = _checked_scope(phases, start_epoch, end_epoch)
         self.first_cycle_steps = first_cycle_steps
         self.first_cycle_epochs = first_cycle_epochs
         self.cycle_mult = float(cycle_mult)
@@ -302,3 +266,50 @@ class WarmupCosineRestarts(LRCallback):
             "end_epoch": self.end_epoch,
             "warmup_prefix": self.warmup_prefix,
         }
+
+
+def _check_lengths(first_cycle_steps, first_cycle_epochs, warmup_steps, warmup_epochs):
+    """The cycle's and the warmup's length: in steps or in epochs, not both."""
+    _exclusive(
+        "first_cycle_steps", first_cycle_steps, "first_cycle_epochs", first_cycle_epochs
+    )
+    if first_cycle_steps is not None:
+        check_int("first_cycle_steps", first_cycle_steps, minimum=1)
+    if first_cycle_epochs is not None:
+        check_positive("first_cycle_epochs", first_cycle_epochs)
+    check_int("warmup_steps", warmup_steps, minimum=0)
+    if warmup_epochs is not None:
+        check_non_negative("warmup_epochs", warmup_epochs)
+        if warmup_steps:
+            _exclusive("warmup_steps", warmup_steps, "warmup_epochs", warmup_epochs)
+
+
+def _checked_scope(phases, start_epoch, end_epoch):
+    """Where the schedule applies: PhaseLR phases (returned as a list), or
+    an epoch range, or everywhere (None)."""
+    if phases is not None:
+        if isinstance(phases, (str, int)):
+            phases = [phases]
+        if not phases or not all(isinstance(p, (str, int)) for p in phases):
+            raise ValueError(
+                "Argument `phases` must be a non-empty list of PhaseLR "
+                f"phase names or indices. Received: phases={phases!r}"
+            )
+        if start_epoch is not None or end_epoch is not None:
+            raise ValueError(
+                "Argument `phases` is exclusive with `start_epoch` / "
+                f"`end_epoch`. Received: phases={phases!r}, "
+                f"start_epoch={start_epoch!r}, end_epoch={end_epoch!r}"
+            )
+        phases = list(phases)
+    if start_epoch is not None:
+        check_non_negative("start_epoch", start_epoch)
+    if end_epoch is not None:
+        check_positive("end_epoch", end_epoch)
+        if start_epoch is not None and end_epoch <= start_epoch:
+            raise ValueError(
+                "Argument `end_epoch` must be after `start_epoch`. "
+                f"Received: start_epoch={start_epoch!r}, "
+                f"end_epoch={end_epoch!r}"
+            )
+    return phases
