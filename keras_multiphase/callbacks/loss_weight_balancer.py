@@ -77,6 +77,27 @@ class _LossWeights(keras.metrics.Metric):
         return {}
 
 
+def _check_smoothing(smoothing) -> float:
+    smoothing = check_non_negative("smoothing", smoothing)
+    if smoothing >= 1:
+        raise ValueError(
+            f"Argument `smoothing` must be in [0, 1). Received: smoothing={smoothing!r}"
+        )
+    return smoothing
+
+
+def _check_bounds(min_weight, max_weight) -> tuple:
+    """`min_weight` >= 0 and `max_weight` > 0 (each optional), in order."""
+    low = None if min_weight is None else check_non_negative("min_weight", min_weight)
+    high = None if max_weight is None else check_positive("max_weight", max_weight)
+    if low is not None and high is not None and low > high:
+        raise ValueError(
+            "Argument `min_weight` must not exceed `max_weight`. Received: "
+            f"min_weight={min_weight!r}, max_weight={max_weight!r}"
+        )
+    return low, high
+
+
 def _suggest(name, options) -> str:
     close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
@@ -208,13 +229,7 @@ class LossWeightBalancer(EpochCallback):
         self.strategy = strategy
         self._strategy = STRATEGIES[strategy]()
         self.targets = self._check_mapping("targets", targets, positive=True)
-        smoothing = check_non_negative("smoothing", smoothing)
-        if smoothing >= 1:
-            raise ValueError(
-                f"Argument `smoothing` must be in [0, 1). "
-                f"Received: smoothing={smoothing!r}"
-            )
-        self.smoothing = smoothing
+        self.smoothing = _check_smoothing(smoothing)
         self.temperature = check_positive("temperature", temperature)
         if strategy == "schedule" and not schedule:
             raise ValueError(
@@ -227,21 +242,7 @@ class LossWeightBalancer(EpochCallback):
         self.weights = self._check_mapping("weights", weights, positive=False)
         self.update_every = check_int("update_every", update_every, minimum=1)
         self.warmup_epochs = check_int("warmup_epochs", warmup_epochs)
-        self.min_weight = (
-            None if min_weight is None else check_non_negative("min_weight", min_weight)
-        )
-        self.max_weight = (
-            None if max_weight is None else check_positive("max_weight", max_weight)
-        )
-        if (
-            self.min_weight is not None
-            and self.max_weight is not None
-            and self.min_weight > self.max_weight
-        ):
-            raise ValueError(
-                "Argument `min_weight` must not exceed `max_weight`. Received: "
-                f"min_weight={min_weight!r}, max_weight={max_weight!r}"
-            )
+        self.min_weight, self.max_weight = _check_bounds(min_weight, max_weight)
         self.normalize = check_choice("normalize", normalize, NORMALIZE)
         self.freeze_converged = bool(freeze_converged)
         self.converged_patience = check_int(
