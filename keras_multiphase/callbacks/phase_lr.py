@@ -55,35 +55,11 @@ AUTO = "auto"
 
 
 def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
+    """One phase, checked, with its defaults filled in."""
     where = f"phases[{i}]"
     phase = check_mapping_keys(where, phase, PHASE_KEYS, "{'lr': 1e-5, 'epochs': 2}")
-    if ("lr" in phase) == ("ratio" in phase):
-        raise ValueError(
-            f"Argument `{where}` must give its learning rate as exactly one of "
-            "`lr` (a rate) or `ratio` (a multiple of `peak_lr`). "
-            f"Received: {where}={dict(phase)!r}"
-        )
-    if "ratio" in phase and not relative:
-        raise ValueError(
-            f"Argument `{where}.ratio` is a multiple of `peak_lr`, but PhaseLR "
-            "has no `peak_lr`. Pass peak_lr=<rate> or peak_lr='auto', or give "
-            f"`lr`. Received: {where}={dict(phase)!r}"
-        )
-    key = "lr" if "lr" in phase else "ratio"
-    lr = check_positive(f"{where}.{key}", phase[key])
-    given = [k for k in LENGTH_KEYS if phase.get(k) is not None]
-    if len(given) > 1:
-        raise ValueError(
-            f"Argument `{where}` must give at most one of {list(LENGTH_KEYS)}."
-            f" Received: {where}={dict(phase)!r}"
-        )
-    plateau = phase.get("plateau")
-    if not given and not last and plateau is None:
-        raise ValueError(
-            f"Argument `{where}` needs a length ({', '.join(LENGTH_KEYS)}) or "
-            "a `plateau` that ends it; only the last phase may omit both. "
-            f"Received: {where}={dict(phase)!r}"
-        )
+    key, lr = _phase_rate(where, phase, relative)
+    given = _phase_length_keys(where, phase, last)
     out = {"name": phase.get("name", f"phase_{i}"), key: lr}
     if not isinstance(out["name"], str) or not out["name"]:
         raise ValueError(
@@ -107,21 +83,62 @@ def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
     if span != "phase":
         span = check_int(f"{where}.transition_steps", span)
     out["transition_steps"] = span
-    if plateau is not None:
-        if last:
-            raise ValueError(
-                f"Argument `{where}.plateau` cannot be set on the last phase: "
-                "there is no next phase to advance to."
-            )
-        plateau = check_mapping_keys(
-            f"{where}.plateau",
-            plateau,
-            PLATEAU_KEYS,
-            "{'monitor': 'val_loss', 'patience': 3}",
-        )
-        PlateauDetector(prefix=f"{where}.plateau.", **plateau)  # validates
-        out["plateau"] = plateau
+    if phase.get("plateau") is not None:
+        out["plateau"] = _phase_plateau(where, phase["plateau"], last)
     return out
+
+
+def _phase_rate(where: str, phase, relative: bool) -> tuple[str, float]:
+    """`("lr", rate)` or `("ratio", multiple of the peak)`: exactly one."""
+    if ("lr" in phase) == ("ratio" in phase):
+        raise ValueError(
+            f"Argument `{where}` must give its learning rate as exactly one of "
+            "`lr` (a rate) or `ratio` (a multiple of `peak_lr`). "
+            f"Received: {where}={dict(phase)!r}"
+        )
+    if "ratio" in phase and not relative:
+        raise ValueError(
+            f"Argument `{where}.ratio` is a multiple of `peak_lr`, but PhaseLR "
+            "has no `peak_lr`. Pass peak_lr=<rate> or peak_lr='auto', or give "
+            f"`lr`. Received: {where}={dict(phase)!r}"
+        )
+    key = "lr" if "lr" in phase else "ratio"
+    return key, check_positive(f"{where}.{key}", phase[key])
+
+
+def _phase_length_keys(where: str, phase, last: bool) -> list[str]:
+    """The length key the phase gives (at most one); only the last phase, or
+    one a plateau ends, may give none."""
+    given = [k for k in LENGTH_KEYS if phase.get(k) is not None]
+    if len(given) > 1:
+        raise ValueError(
+            f"Argument `{where}` must give at most one of {list(LENGTH_KEYS)}."
+            f" Received: {where}={dict(phase)!r}"
+        )
+    if not given and not last and phase.get("plateau") is None:
+        raise ValueError(
+            f"Argument `{where}` needs a length ({', '.join(LENGTH_KEYS)}) or "
+            "a `plateau` that ends it; only the last phase may omit both. "
+            f"Received: {where}={dict(phase)!r}"
+        )
+    return given
+
+
+def _phase_plateau(where: str, plateau, last: bool) -> dict:
+    """A plateau that ends the phase, checked as PlateauLR checks one."""
+    if last:
+        raise ValueError(
+            f"Argument `{where}.plateau` cannot be set on the last phase: "
+            "there is no next phase to advance to."
+        )
+    plateau = check_mapping_keys(
+        f"{where}.plateau",
+        plateau,
+        PLATEAU_KEYS,
+        "{'monitor': 'val_loss', 'patience': 3}",
+    )
+    PlateauDetector(prefix=f"{where}.plateau.", **plateau)  # validates
+    return plateau
 
 
 def _validate_phases(phases, relative: bool) -> list[dict]:
