@@ -184,18 +184,35 @@ def scale_outputs(
         )
     targets = _as_dict(model, y)
     names = list(model.output_names)
+    chosen = _chosen_outputs(names, targets, outputs)
+    mean, sd, weights = _statistics(names, targets, chosen, loss)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name),
+        model.inputs if len(model.inputs) > 1 else model.inputs[0],
+    )
+    raw = model(_normalized(model, inputs, x) if x is not None else inputs)
+    result = _rescaled(raw, names, mean, sd)
+    scaled = keras.Model(inputs, result, name=f"{model.name}_scaled")
+    return ScaledOutputs(scaled, weights, mean, sd)
+
+
+def _chosen_outputs(names, targets, outputs) -> list[str]:
+    """The outputs to scale: those given, or every regression target's."""
     if outputs is None:
-        chosen = [n for n in names if n in targets and _is_regression(targets[n])]
-    else:
-        if isinstance(outputs, str):
-            outputs = [outputs]
-        unknown = [n for n in outputs if n not in targets]
-        if unknown:
-            raise ValueError(
-                f"Argument `outputs` names {unknown}, which are not outputs "
-                f"with targets in `y`. Outputs with targets: {sorted(targets)}"
-            )
-        chosen = list(outputs)
+        return [n for n in names if n in targets and _is_regression(targets[n])]
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    unknown = [n for n in outputs if n not in targets]
+    if unknown:
+        raise ValueError(
+            f"Argument `outputs` names {unknown}, which are not outputs "
+            f"with targets in `y`. Outputs with targets: {sorted(targets)}"
+        )
+    return list(outputs)
+
+
+def _statistics(names, targets, chosen, loss) -> tuple[dict, dict, dict]:
+    """Mean and sd of each chosen target, and every output's loss weight."""
     mean, sd, weights = {}, {}, {}
     for name in names:
         weights[name] = 1.0
@@ -207,12 +224,13 @@ def scale_outputs(
         s = np.where(s > 0, s, 1.0)
         mean[name], sd[name] = m.astype("float32"), s.astype("float32")
         weights[name] = float(1.0 / np.mean(s) ** _power(name, loss))
+    return mean, sd, weights
 
-    inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name),
-        model.inputs if len(model.inputs) > 1 else model.inputs[0],
-    )
-    raw = model(_normalized(model, inputs, x) if x is not None else inputs)
+
+def _rescaled(raw, names, mean, sd):
+    """The model's outputs, each scaled one followed by its `Rescaling`
+    (the others by an `Identity` keeping the name), in the structure the
+    model returned."""
     flat = raw if isinstance(raw, Mapping) else None
     if flat is None:
         leaves = raw if isinstance(raw, (list, tuple)) else [raw]
@@ -230,10 +248,7 @@ def scale_outputs(
 
     out = {name: finish(name, flat[name]) for name in names}
     if isinstance(raw, Mapping):
-        result = out
-    elif isinstance(raw, (list, tuple)):
-        result = [out[n] for n in names]
-    else:
-        result = out[names[0]]
-    scaled = keras.Model(inputs, result, name=f"{model.name}_scaled")
-    return ScaledOutputs(scaled, weights, mean, sd)
+        return out
+    if isinstance(raw, (list, tuple)):
+        return [out[n] for n in names]
+    return out[names[0]]
