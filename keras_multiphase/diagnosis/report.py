@@ -237,6 +237,24 @@ def _optimizer_scheduled(model) -> bool | None:
     return callable(rate)
 
 
+def _component_curves(logs, prefix: str) -> dict:
+    """Each output's own loss curve (`<output>_loss`, validation ones with
+    `prefix="val_"`)."""
+    curves = {}
+    for key, values in logs.items():
+        name = key[len(prefix) :] if key.startswith(prefix) else None
+        if (
+            name is None
+            or not name.endswith("_loss")
+            or name == "loss"
+            or (not prefix and name.startswith("val_"))
+            or not len(values)
+        ):
+            continue
+        curves[name] = _series(key, values)
+    return curves
+
+
 def analyse(
     logs: Mapping[str, Sequence[float]],
     *,
@@ -255,19 +273,8 @@ def analyse(
     else:
         points = [float(initial_loss)] + loss
         labels = ["before training"] + [f"epoch {i}" for i in range(len(loss))]
-    components, curves = {}, {}
-    for key, values in logs.items():
-        name = key[len(prefix) :] if key.startswith(prefix) else None
-        if (
-            name is None
-            or not name.endswith("_loss")
-            or name == "loss"
-            or (not prefix and name.startswith("val_"))
-            or not len(values)
-        ):
-            continue
-        curves[name] = _series(key, values)
-        components[name] = curves[name][-1]
+    curves = _component_curves(logs, prefix)
+    components = {name: curve[-1] for name, curve in curves.items()}
     weights = dict(loss_weights)
     for name in components:
         logged = logs.get(f"{name}_weight")
