@@ -576,3 +576,51 @@ def test_preset_adds_no_python_work_to_a_step(heads):
     hooks_here = 2 if keras.backend.backend() == "tensorflow" else 1
     no_op = (inspect.getsourcefile(EpochCallback), "_nothing")
     assert per_step == {no_op: hooks_here * len(callbacks)}, per_step
+
+
+@pytest.mark.parametrize("peak", [0.01, "auto"])
+def test_resolved_once_per_fit_and_one_step_function(monkeypatch, peak):
+    """Every contribution is resolved once per fit, however many callbacks
+    there are; the step that trains is built once at fit start (with an
+    auto peak, the range test's own step is the one more)."""
+    resolved = collections.Counter()
+    original = composer_module.ComposedLearningRate.resolve_providers
+
+    def counting(self, *args, **kwargs):
+        resolved["pass"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(
+        composer_module.ComposedLearningRate, "resolve_providers", counting
+    )
+    x = np.random.default_rng(0).normal(size=(80, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    step = model.train_step
+    functions = []  # the train function in effect each time a step runs
+
+    def train_step(*args):
+        functions.append(model.train_function)  # traced: once per build
+        return step(*args)
+
+    model.train_step = train_step
+    for fit in (1, 2):  # a second fit is a new run: resolved again
+        callbacks = keras_multiphase.preset("multiphase", peak_lr=peak)
+        if peak == "auto":
+            callbacks[0].range_test.update(num_steps=20)
+        functions.clear()
+        model.fit(
+            x,
+            x.sum(1, keepdims=True),
+            batch_size=8,
+            epochs=2,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        assert resolved["pass"] == fit
+        used = list(dict.fromkeys(id(f) for f in functions))  # in order
+        built = 1 if peak == 0.01 else 2  # with auto: the sweep's, then training's
+        # JAX may reuse a trace of the first fit in the second (its cache).
+        assert len(used) == built if fit == 1 else len(used) <= built
+        if keras.backend.backend() != "torch":  # compiled: traced once each
+            assert len(functions) == len(used)

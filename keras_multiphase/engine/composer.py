@@ -395,18 +395,21 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             provider.check_composition(self)
 
     def prepare(self, model) -> None:
-        """Resolves every contribution, then rebuilds the train function if
-        what the step reads changed.
+        """Resolves every contribution (once per fit, in one ordered pass),
+        then rebuilds the train function if what the step reads changed.
 
         Called from each attached callback's `on_train_begin`; all of them
-        have had `set_model` and `set_params` by then.
+        have had `set_model` and `set_params` by then, so the first call
+        resolves them all. A later call (the auto peak found, OneCycle's
+        momentum variable installed) only checks what the step reads.
         """
-        if process_count() > 1:
-            for key, provider in self._sorted():
-                check_same_everywhere(key, provider.get_config())
         state_store(self.optimizer).agree()  # several processes: process 0's
-        self.resolve_providers()
-        self.resolved = True
+        if not self.resolved:
+            if process_count() > 1:
+                for key, provider in self._sorted():
+                    check_same_everywhere(key, provider.get_config())
+            self.resolve_providers()
+            self.resolved = True
         if not self.configured:  # callbacks called by hand, without fit
             self.configure({"steps": self._steps_per_epoch()})
         # The table is written when the epoch starts; reads before that
