@@ -19,7 +19,8 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
-from keras_multiphase.engine.composer import FACTOR, read
+from keras_multiphase.engine.composer import FACTOR
+from keras_multiphase.schedules.numpy_ops import value_of
 
 LR_SCALING = ("none", "linear", "sqrt")
 GROW_KEYS = (
@@ -482,7 +483,7 @@ class AdaptiveBatch(LRCallback):
         return ("adaptive_batch",)
 
     def lr_factor(self, step, base, xp=ops):
-        return xp.zeros_like(step) + read(self._scale, xp)
+        return xp.zeros_like(step) + value_of(self._scale, xp)
 
     def _lr_scale(self, batch_size: int) -> float:
         ratio = batch_size / self.first_batch_size

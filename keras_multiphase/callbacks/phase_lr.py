@@ -22,8 +22,9 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
 from keras_multiphase.callbacks.plateau import PlateauDetector
-from keras_multiphase.engine.composer import BASE, read
+from keras_multiphase.engine.composer import BASE
 from keras_multiphase.schedules import numpy_ops
+from keras_multiphase.schedules.numpy_ops import value_of
 from keras_multiphase.schedules.phase_schedule import (
     NEVER,
     TRANSITIONS,
@@ -340,7 +341,7 @@ class PhaseLR(LRCallback):
         """Each phase's rate for evaluator `xp`; ratios times the peak."""
         if self.peak_lr is None:
             return [p["lr"] for p in self.phases]
-        peak = read(self._peak_var, xp)
+        peak = value_of(self._peak_var, xp)
         return [p["lr"] if "lr" in p else p["ratio"] * peak for p in self.phases]
 
     def _create_state(self, store) -> None:
@@ -485,7 +486,7 @@ class PhaseLR(LRCallback):
 
     # -- in-graph ------------------------------------------------------
     def starts(self, xp=ops):
-        return phase_starts(self._lengths, read(self._end_var, xp), xp)
+        return phase_starts(self._lengths, value_of(self._end_var, xp), xp)
 
     def base_rate(self, step, xp=ops):
         return phase_rate(
@@ -494,7 +495,7 @@ class PhaseLR(LRCallback):
             self._lengths,
             [p["transition"] for p in self.phases],
             self._transition_steps,
-            end_override=read(self._end_var, xp),
+            end_override=value_of(self._end_var, xp),
             xp=xp,
         )
 

@@ -14,7 +14,8 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.callbacks.plateau import PlateauDetector
-from keras_multiphase.engine.composer import FLOOR, read
+from keras_multiphase.engine.composer import FLOOR
+from keras_multiphase.schedules.numpy_ops import value_of
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -116,7 +117,7 @@ class PlateauLR(LRCallback):
 
     def apply_floor(self, step, rate, xp=ops):
         floor = xp.minimum(rate, self.min_lr)
-        return xp.maximum(rate * read(self._reduction, xp), floor)
+        return xp.maximum(rate * value_of(self._reduction, xp), floor)
 
     @property
     def reduction(self) -> float:

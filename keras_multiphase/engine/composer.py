@@ -69,32 +69,6 @@ from keras_multiphase.schedules import numpy_ops
 BASE, FACTOR, FLOOR = 0, 1, 2
 
 
-# While the table is filled: the (variable, value) pairs the rates were
-# computed from, so the next epoch can tell whether they still hold.
-_reads: list | None = None
-
-
-def read(variable, xp):
-    """A variable's value for evaluator `xp` (graph tensor or NumPy)."""
-    if xp is not numpy_ops:
-        return variable.value
-    value = numpy_ops.read(variable)
-    if _reads is not None:
-        _reads.append((variable, value.copy()))
-    return value
-
-
-def _recording_reads(fill):
-    """Runs `fill()`; returns the variables it read, with their values."""
-    global _reads
-    _reads = []
-    try:
-        fill()
-        return _reads
-    finally:
-        _reads = None
-
-
 def _unchanged(reads) -> bool:
     return reads is not None and all(
         np.array_equal(numpy_ops.read(variable), value, equal_nan=True)
@@ -232,14 +206,14 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     def original_rate(self, step, xp=ops):
         original = self.original
         if isinstance(original, keras.optimizers.schedules.LearningRateSchedule):
-            if xp is not numpy_ops:
+            if xp is ops:
                 return ops.cast(original(step), "float32")
             return _schedule_values(original, step)
         if isinstance(original, keras.Variable):
-            return xp.cast(read(original, xp), "float32")
+            return xp.cast(numpy_ops.value_of(original, xp), "float32")
         if callable(original):
             value = original()
-            return xp.cast(np.asarray(value) if xp is numpy_ops else value, "float32")
+            return xp.cast(value if xp is ops else np.asarray(value), "float32")
         return xp.convert_to_tensor(original, "float32")
 
     def base_rate(self, step, xp=ops):
@@ -253,7 +227,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         step = xp.cast(step, "float32")
         if self.origin is None:
             return step
-        return step - xp.cast(read(self.origin, xp), "float32")
+        return step - xp.cast(numpy_ops.value_of(self.origin, xp), "float32")
 
     def start_run(self) -> None:
         """The fit begins a new run at the optimizer's current step."""
@@ -327,12 +301,12 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         for provider in self._hooks():
             provider.apply_step_value(provider.step_values(step, xp))
 
-    def rows(self, steps):
+    def rows(self, steps, xp=numpy_ops):
         """Table rows for the optimizer's `steps`: the rate, then each
-        hook's values."""
-        steps = self.run_step(np.asarray(steps, "float32"), numpy_ops)
-        columns = [self.compose(steps, numpy_ops)]
-        columns += [p.step_values(steps, numpy_ops) for p in self._hooks()]
+        hook's values (`xp`: NumPy, or a `numpy_ops.Recording` of it)."""
+        steps = self.run_step(np.asarray(steps, "float32"), xp)
+        columns = [self.compose(steps, xp)]
+        columns += [p.step_values(steps, xp) for p in self._hooks()]
         return np.stack([np.broadcast_to(c, steps.shape) for c in columns], -1)
 
     def evaluate(self, steps):
@@ -456,9 +430,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             if self._volatile() or not (
                 _unchanged(self._rows_read) and table.reuse(step, steps)
             ):
-                self._rows_read = _recording_reads(
-                    lambda: table.fill(step, steps, self.rows)
-                )
+                recording = numpy_ops.Recording()
+                table.fill(step, steps, lambda s: self.rows(s, recording))
+                self._rows_read = recording.reads
             # A read at the end of the epoch's last batch asks for the next
             # epoch's first step: gathered only where its row was computed.
             self._device_rows = table.holds_next() and _host_read_waits(

@@ -50,3 +50,27 @@ def take(x, indices):
 def read(variable):
     """The value of a `keras.Variable`, as a float32 array."""
     return np.asarray(variable.numpy(), dtype="float32")
+
+
+def value_of(variable, xp):
+    """A state variable's value for evaluator `xp`: its tensor inside the
+    step (`keras.ops`), a NumPy array from this module (recorded by a
+    `Recording` evaluator)."""
+    reader = getattr(xp, "read", None)
+    return variable.value if reader is None else reader(variable)
+
+
+class Recording:
+    """This evaluator, recording every variable read and the value read:
+    the rate table's rows then say what they were computed from."""
+
+    def __init__(self):
+        self.reads: list = []
+
+    def __getattr__(self, name):
+        return globals()[name]
+
+    def read(self, variable):
+        value = read(variable)
+        self.reads.append((variable, value.copy()))
+        return value
