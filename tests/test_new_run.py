@@ -152,3 +152,68 @@ def test_a_second_fit_runs_the_recipe_again_with_the_formulas_in_the_step(
     np.testing.assert_allclose(first, [STEPS * 1e-3, STEPS * 1e-4], rtol=1e-4)
     np.testing.assert_allclose(again, first, rtol=1e-4)
     assert logs["phase"] == [0, 1]
+
+
+# -- extending a run ----------------------------------------------------------
+THREE = [
+    {"name": "a", "lr": 0.1, "fraction": 0.25},
+    {"name": "b", "lr": 0.05, "fraction": 0.5},
+    {"name": "c", "lr": 0.01},
+]
+
+
+class StepMoves(keras.callbacks.Callback):
+    """The rate each step applied (SGD on mean(y_pred), x = 1: w -= lr);
+    stops the fit after `stop_after` epochs when given."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.values, self.stop_after = [0.0], stop_after
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(-weight(self.model))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop_after is not None and epoch + 1 >= self.stop_after:
+            self.model.stop_training = True
+
+    def rates(self):
+        return np.round(np.diff(self.values), 6).tolist()
+
+
+def fit_steps(model, callbacks, epochs, initial_epoch=0):
+    x, y = probe_data(4)  # 4 steps per epoch
+    model.fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+
+def test_extending_a_finished_run_keeps_its_last_phase():
+    """Planned for 4 epochs (phases end at steps 4 and 12), extended to 8:
+    the ended phases keep their ends and the last phase runs to the new
+    end. Re-planned from scratch, step 16 would jump back to phase b."""
+    model, callback, moves = rate_probe(), PhaseLR(THREE), StepMoves()
+    fit_steps(model, [callback, moves], epochs=4)
+    fit_steps(model, [callback, moves], epochs=8, initial_epoch=4)
+    assert moves.rates() == [0.1] * 4 + [0.05] * 8 + [0.01] * 20
+
+
+def test_extending_stretches_the_phase_in_progress_then_a_new_run_is_plain():
+    model, callback = rate_probe(), PhaseLR(THREE)
+    moves = StepMoves(stop_after=2)  # stopped in phase b (steps 4-11 planned)
+    fit_steps(model, [callback, moves], epochs=4)
+    moves.stop_after = None
+    fit_steps(model, [callback, moves], epochs=8, initial_epoch=2)
+    # b now ends where the 8-epoch plan ends it (step 24); c follows.
+    assert moves.rates() == [0.1] * 4 + [0.05] * 20 + [0.01] * 8
+    fresh = StepMoves()  # a new fit is a new run: the 8-epoch plan as is
+    model.layers[0].kernel.assign(np.zeros((1, 1), "float32"))
+    fit_steps(model, [callback, fresh], epochs=8)
+    assert fresh.rates() == [0.1] * 8 + [0.05] * 16 + [0.01] * 8

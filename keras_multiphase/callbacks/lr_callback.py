@@ -96,7 +96,7 @@ class LRCallback(EpochCallback):
         self._optimizer = None
         self._composer = None
         self._key = None
-        self._resolved_for = None
+        self._continues_run = False
 
     # -- wiring --------------------------------------------------------
     def set_model(self, model):
@@ -131,6 +131,9 @@ class LRCallback(EpochCallback):
         # A fit with `initial_epoch=0` is a new run: fresh state, the
         # schedule from its first step (`initial_epoch=k` continues).
         new_run = _keras_internals.fit_starts_a_run()
+        # `initial_epoch=k`: this fit continues the run (PhaseLR re-plans the
+        # phases still to come if `epochs` changed).
+        self._continues_run = new_run is False
         key = store.claim_key(type(self).__name__, self, new_run)
         if self._optimizer is not optimizer or key != self._key:
             self._optimizer = optimizer
@@ -164,12 +167,10 @@ class LRCallback(EpochCallback):
         return model
 
     def resolve(self) -> None:
-        """Converts the configuration to steps for the current fit."""
+        """Converts the configuration to steps for the current fit (once
+        per fit: the engine's one pass)."""
         params = dict(self.params or {})
-        signature = (params.get("steps"), params.get("epochs"))
-        if self._resolved_for != signature:
-            self._resolve(params.get("steps"), params.get("epochs"))
-            self._resolved_for = signature
+        self._resolve(params.get("steps"), params.get("epochs"))
 
     def check_composition(self, composer) -> None:
         """Checks that the other attached contributions suit this one."""

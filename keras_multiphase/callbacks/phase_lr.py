@@ -351,6 +351,8 @@ class PhaseLR(LRCallback):
             self._peak_var = store.variable(f"{self._key}.peak_lr", initial)
         n = len(self.phases) - 1
         self._end_var = store.variable(f"{self._key}.end_override", [-1.0] * n)
+        # The phase lengths (steps) the run follows; -1: none yet.
+        self._planned_var = store.variable(f"{self._key}.planned", [-1.0] * n)
         for i, detector in self._detectors.items():
             detector.attach(
                 store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
@@ -375,7 +377,7 @@ class PhaseLR(LRCallback):
                 lengths.append(float(max(1, end - start)))
             else:
                 lengths.append(NEVER)
-        self._lengths = lengths
+        self._lengths = lengths = self._replanned(lengths)
         spans = []
         starts = [0.0]
         for length in lengths:
@@ -396,8 +398,34 @@ class PhaseLR(LRCallback):
             spans.append(float(span))
         self._transition_steps = spans
 
+    def _replanned(self, lengths: list[float]) -> list[float]:
+        """The lengths of a continued run whose length changed (`fit(...,
+        initial_epoch=k)` with other `epochs`): a phase that ended keeps its
+        end; the phase in progress and the later ones end where the new
+        plan puts them, never before the current step. Extending a run so
+        stretches the phase in progress and moves the last phase to the new
+        end, with no jump in the rate. Plateau-ended phases keep the plan.
+        """
+        planned = [float(v) for v in self._planned_var.numpy()]
+        if (
+            not self._continues_run
+            or not planned
+            or planned[0] < 0
+            or planned == lengths
+            or max(planned + lengths) >= NEVER
+        ):
+            return lengths
+        step = self._run_step
+        ends, previous = [], 0.0
+        for old, new in zip(np.cumsum(planned), np.cumsum(lengths), strict=True):
+            end = float(old) if old <= step else max(float(new), step)
+            ends.append(max(end, previous + 1.0))
+            previous = ends[-1]
+        return [float(v) for v in np.diff([0.0, *ends])]
+
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._planned_var.assign(np.asarray(self._lengths or [], "float32"))
         for detector in self._detectors.values():
             detector.decide_mode(self.model)
         if self.peak_lr == AUTO and not float(self._peak_var.numpy()) > 0:
