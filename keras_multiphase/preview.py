@@ -71,7 +71,7 @@ def preview(
     for callback in lr_callbacks:
         if hasattr(callback, "assume_peak"):
             callback.assume_peak(base_lr)
-    composer.resolve_providers(skip=adaptive)  # fixed steps per epoch
+    composer.resolve_providers(map_epochs=False)  # fixed steps per epoch
     steps = np.arange(epochs * steps_per_epoch)
     rate = np.zeros(steps.shape, "float64")
     phase = np.asarray(composer.phase_at(steps.astype("float32"), numpy_ops), "int64")

@@ -361,7 +361,7 @@ class AdaptiveBatch(LRCallback):
         `phase` is the PhaseLR phase at the epoch's first step."""
         if not isinstance(next(iter(self.schedule)), str):
             return self.scheduled_batch_size(epoch, epochs)
-        names = self._composer.phase_provider.phase_names
+        names = self._plan.phases.phase_names
         sizes = [self.schedule.get(n) for n in names[: phase + 1]]
         known = [s for s in sizes if s is not None]
         return known[-1] if known else self.first_batch_size
@@ -371,7 +371,7 @@ class AdaptiveBatch(LRCallback):
         self._scale.assign(self._lr_scale(batch_size))
 
     def _phase_batch_size(self) -> int:
-        provider = self._composer.phase_provider if self._composer else None
+        provider = self._plan.phases if self._plan is not None else None
         if provider is None:
             raise ValueError(
                 "AdaptiveBatch's `schedule` names PhaseLR phases, but no "
@@ -450,7 +450,7 @@ class AdaptiveBatch(LRCallback):
                 store.variable(f"{self._key}.plateau", self._detector.initial_state())
             )
 
-    maps_epochs = True  # the engine resolves it first: see `build_epoch_map`
+    maps_epochs = True  # the engine asks it for the plan's epoch map first
 
     def build_epoch_map(self, epochs):
         """Epoch -> step map from the scheduled batch sizes (None when the
@@ -476,8 +476,8 @@ class AdaptiveBatch(LRCallback):
         size = min(self.schedule.values())
         return math.ceil(source.length * self._current[0] / size)
 
-    def _resolve(self, steps, epochs) -> None:
-        self._composer.epoch_map = self.build_epoch_map(epochs)
+    def _resolve(self, plan) -> None:
+        pass  # its contribution, the epoch map, is in the plan
 
     def trace_signature(self):
         return ("adaptive_batch",)

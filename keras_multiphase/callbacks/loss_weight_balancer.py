@@ -499,7 +499,8 @@ class LossWeightBalancer(EpochCallback):
 
     def _phase_provider(self):
         composer = composer_of(self.model.optimizer)
-        provider = getattr(composer, "phase_provider", None)
+        plan = getattr(composer, "plan", None)
+        provider = plan.phases if plan is not None else None
         if provider is None:
             raise ValueError(
                 "`schedule` names PhaseLR phases, but no PhaseLR is in the callbacks."

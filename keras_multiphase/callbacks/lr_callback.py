@@ -10,6 +10,7 @@ from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.engine.composer import FACTOR, composer_for, release
+from keras_multiphase.engine.plan import Plan
 from keras_multiphase.engine.table import step_count
 from keras_multiphase.schedules import numpy_ops
 
@@ -77,8 +78,9 @@ class PhaseIndex(float):
 class LRCallback(EpochCallback):
     """Attaches one contribution to the optimizer's composed rate.
 
-    Subclasses set `lr_role` and implement `_resolve()` (turn epochs and
-    fractions into steps, raise `ValueError` on bad input),
+    Subclasses set `lr_role` and implement `_resolve(plan)` (turn epochs
+    and fractions into steps by the fit's `Plan`, raise `ValueError` on bad
+    input),
     `_create_state(store)`, `trace_signature()`, the role's evaluation method
     (`base_rate`, `lr_factor` or `apply_floor`) and `_on_epoch_end`.
     """
@@ -87,8 +89,9 @@ class LRCallback(EpochCallback):
     # Where per-step logs go without a `keras.callbacks.TensorBoard` (the
     # engine reads it at train begin; PhaseLR and OneCycle take it).
     log_dir = None
-    # True for a callback that sets the epoch -> step map (AdaptiveBatch):
-    # it resolves before the others, which convert epochs with the map.
+    # True for a callback that contributes the plan's epoch -> step map
+    # (AdaptiveBatch, `build_epoch_map(epochs)`): asked before the plan is
+    # made; the others convert epochs with it.
     maps_epochs = False
 
     def __init__(self):
@@ -97,6 +100,7 @@ class LRCallback(EpochCallback):
         self._composer = None
         self._key = None
         self._continues_run = False
+        self._plan: Plan | None = None
 
     # -- wiring --------------------------------------------------------
     def set_model(self, model):
@@ -166,35 +170,20 @@ class LRCallback(EpochCallback):
             self._attach(model, optimizer)
         return model
 
-    def resolve(self) -> None:
-        """Converts the configuration to steps for the current fit (once
-        per fit: the engine's one pass)."""
-        params = dict(self.params or {})
-        self._resolve(params.get("steps"), params.get("epochs"))
+    def resolve(self, plan: Plan) -> None:
+        """Converts the configuration to steps for the current fit, against
+        the fit's `plan` (once per fit: the engine's one pass)."""
+        self._plan = plan
+        self._resolve(plan)
 
     def check_composition(self, composer) -> None:
         """Checks that the other attached contributions suit this one."""
 
-    def epochs_to_steps(self, epochs: float, steps, what: str) -> int:
-        """Step at which `epochs` (a float) epochs have passed.
-
-        Uses the composer's epoch map when epochs differ in length
-        (AdaptiveBatch), else `epochs * steps per epoch`.
-        """
-        mapping = self._composer.epoch_map if self._composer else None
-        if mapping is not None:
-            return int(mapping(epochs))
-        return int(round(epochs * self.steps_per_epoch(steps, what)))
-
-    def steps_per_epoch(self, steps, what: str) -> int:
-        if not steps:
-            raise ValueError(
-                f"{type(self).__name__} was given {what} in epochs or "
-                "fractions, but the number of steps per epoch is unknown. "
-                "Pass `steps_per_epoch` to `fit`, use data of known length, "
-                "or give lengths in steps."
-            )
-        return int(steps)
+    def epochs_to_steps(self, epochs: float, what: str) -> int:
+        """Step at which `epochs` (a float) epochs have passed, by the plan
+        (its epoch map when epochs differ in length, else `epochs x steps
+        per epoch`)."""
+        return self._plan.epochs_to_steps(epochs, type(self).__name__, what)
 
     @property
     def _iterations(self) -> int:
@@ -223,7 +212,7 @@ class LRCallback(EpochCallback):
         rate, phase = self._composer.epoch_values(epoch)
         if logs is not None:
             logs["learning_rate"] = rate
-            if self._composer.phase_provider is not None:
+            if self._plan is not None and self._plan.phases is not None:
                 logs["phase"] = PhaseIndex(phase)
         self._on_epoch_end(epoch, logs or {})
 
@@ -257,7 +246,7 @@ class LRCallback(EpochCallback):
         return cls(**config)
 
     # -- to implement --------------------------------------------------
-    def _resolve(self, steps, epochs) -> None:
+    def _resolve(self, plan: Plan) -> None:
         raise NotImplementedError
 
     def _create_state(self, store) -> None:

@@ -144,10 +144,10 @@ class OneCycle(LRCallback):
     def phase_indices(self, names_or_indices) -> list[int]:
         return phase_indices("OneCycle", self.phase_names, names_or_indices)
 
-    def _resolve(self, steps, epochs) -> None:
+    def _resolve(self, plan) -> None:
         total = self.total_steps
         if total is None:
-            total = self.epochs_to_steps(epochs, steps, "the run's length")
+            total = self.epochs_to_steps(plan.epochs, "the run's length")
         if total < 2:
             raise ValueError(f"OneCycle needs a run of at least 2 steps; got {total}.")
         peak = self.max_lr

@@ -358,7 +358,8 @@ class PhaseLR(LRCallback):
                 store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
             )
 
-    def _resolve(self, steps, epochs) -> None:
+    def _resolve(self, plan) -> None:
+        epochs = plan.epochs
         lengths = []
         for p in self.phases[:-1]:
             if "steps" in p:
@@ -369,11 +370,11 @@ class PhaseLR(LRCallback):
                 span = p["epochs"] if "epochs" in p else p["fraction"] * epochs
                 start = sum(lengths)
                 if start >= NEVER:  # after a plateau-only phase
-                    end = self.epochs_to_steps(span, steps, "phase lengths")
+                    end = self.epochs_to_steps(span, "phase lengths")
                     lengths.append(float(max(1, end)))
                     continue
-                start_epochs = self._epochs_at(start, steps)
-                end = self.epochs_to_steps(start_epochs + span, steps, "phase lengths")
+                start_epochs = plan.epochs_at(start, "PhaseLR", "phase lengths")
+                end = self.epochs_to_steps(start_epochs + span, "phase lengths")
                 lengths.append(float(max(1, end - start)))
             else:
                 lengths.append(NEVER)
@@ -388,7 +389,7 @@ class PhaseLR(LRCallback):
                 if i < len(lengths):
                     span = lengths[i]
                 else:
-                    end = self.epochs_to_steps(epochs, steps, "a run-long phase")
+                    end = self.epochs_to_steps(epochs, "a run-long phase")
                     span = max(1.0, end - starts[i])
                 if span >= NEVER:
                     raise ValueError(
@@ -482,13 +483,6 @@ class PhaseLR(LRCallback):
             stacklevel=2,
         )
         return fallback
-
-    def _epochs_at(self, step: float, steps) -> float:
-        """Inverse of `epochs_to_steps` (in epochs, as a float)."""
-        mapping = self._composer.epoch_map if self._composer else None
-        if mapping is None:
-            return step / self.steps_per_epoch(steps, "phase lengths")
-        return mapping.inverse(step)
 
     def check_composition(self, composer) -> None:
         original = composer.original

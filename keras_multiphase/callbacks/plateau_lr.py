@@ -105,7 +105,7 @@ class PlateauLR(LRCallback):
             store.variable(f"{self._key}.plateau", self._detector.initial_state())
         )
 
-    def _resolve(self, steps, epochs) -> None:
+    def _resolve(self, plan) -> None:
         pass
 
     def on_train_begin(self, logs=None):

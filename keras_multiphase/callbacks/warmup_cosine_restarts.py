@@ -146,9 +146,11 @@ class WarmupCosineRestarts(LRCallback):
         self._steps = None  # resolved: (warmup, cycle, scope start, scope end)
         self._phase_ids = None
 
-    def _resolve(self, steps, epochs) -> None:
+    def _resolve(self, plan) -> None:
+        steps, epochs = plan.steps, plan.epochs
+
         def to_steps(value, what):
-            return self.epochs_to_steps(value, steps, what)
+            return self.epochs_to_steps(value, what)
 
         warmup = self.warmup_steps
         if self.warmup_epochs is not None:
@@ -165,7 +167,7 @@ class WarmupCosineRestarts(LRCallback):
 
     def check_composition(self, composer) -> None:
         warmup, cycle, start, end, steps, epochs = self._steps
-        provider = composer.phase_provider
+        provider = self._plan.phases
         if self.phases is not None:
             if provider is None:
                 raise ValueError(
@@ -196,7 +198,7 @@ class WarmupCosineRestarts(LRCallback):
     def _scope_length(self, provider, start, end, steps, epochs) -> int:
         if self._phase_ids is not None:
             # The last phase runs to the end of the run.
-            run_end = self.epochs_to_steps(epochs, steps, "a run-long phase")
+            run_end = self.epochs_to_steps(epochs, "a run-long phase")
             last = max(1, run_end - sum(provider.phase_lengths))
             lengths = list(provider.phase_lengths) + [last]
             total = sum(lengths[i] for i in set(self._phase_ids))
@@ -208,7 +210,7 @@ class WarmupCosineRestarts(LRCallback):
                 )
             return int(total)
         if end is None:
-            end = self.epochs_to_steps(epochs, steps, "a cycle spanning the run")
+            end = self.epochs_to_steps(epochs, "a cycle spanning the run")
         return end - start
 
     def trace_signature(self):
@@ -217,7 +219,7 @@ class WarmupCosineRestarts(LRCallback):
     def lr_factor(self, step, base, xp=ops):
         warmup, _, start, end, _, _ = self._steps
         if self._phase_ids is not None:
-            provider = self._composer.phase_provider
+            provider = self._plan.phases
             starts = provider.starts(xp)
             origin = starts[min(self._phase_ids)]
             current = provider.phase_at(step, xp)

@@ -56,6 +56,7 @@ from keras import ops
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_same_everywhere, process_count
 from keras_multiphase._state import state_store, unwrap_optimizer
+from keras_multiphase.engine.plan import Plan
 from keras_multiphase.engine.step_log import StepLog, tensorboard_dir
 from keras_multiphase.engine.table import (
     RateTable,
@@ -149,9 +150,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.configured = False
         # Every provider has turned its configuration into steps.
         self.resolved = False
-        # Set by AdaptiveBatch: epoch (float) -> step, when epochs vary in
-        # length; and the number of steps of the current epoch.
-        self.epoch_map = None
+        # The fit's plan (made at train begin) and, set by AdaptiveBatch,
+        # the number of steps of the current epoch.
+        self.plan: Plan | None = None
         self.epoch_steps_hint = None
         # Eager PyTorch on an accelerator, inside an epoch whose rows (and
         # the next epoch's first) are in the table: reads gather from it.
@@ -356,15 +357,21 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             variable = store.scratch("rate_table", shape, in_place_of=original)
             self.table = RateTable(variable, capacity, columns)
 
-    def resolve_providers(self, skip=()) -> None:
-        """Each provider turns its configuration into steps for this fit;
-        then each checks the others suit it."""
-        # Providers of the epoch -> step map resolve first: the others
-        # convert epochs and fractions with it.
-        ordered = sorted(self._sorted(), key=lambda kv: not kv[1].maps_epochs)
-        for _, provider in ordered:
-            if not any(provider is other for other in skip):
-                provider.resolve()
+    def resolve_providers(self, map_epochs: bool = True) -> None:
+        """Makes the fit's plan, then has each provider turn its
+        configuration into steps by it, then each check the others suit it.
+
+        The plan's epoch map is the contribution of the provider that maps
+        epochs (AdaptiveBatch; `map_epochs=False`: none, as in `preview`,
+        where epochs keep their length).
+        """
+        params = next((p.params for _, p in self._sorted() if p.params), {}) or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        mappers = [p for _, p in self._sorted() if p.maps_epochs and map_epochs]
+        epoch_map = mappers[0].build_epoch_map(epochs) if mappers else None
+        self.plan = Plan(steps, epochs, epoch_map, self.phase_provider)
+        for _, provider in self._sorted():
+            provider.resolve(self.plan)
         for _, provider in self._sorted():
             provider.check_composition(self)
 
