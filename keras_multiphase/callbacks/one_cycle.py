@@ -82,12 +82,8 @@ class OneCycle(LRCallback):
         max_momentum: Float in [0, 1]. The momentum at the ends.
         total_steps: Optional int. Steps of the cycle; defaults to the
             run's (`epochs` x steps per epoch).
-        log_dir: Optional folder. Each training step's rate (and phase,
-            momentum, loss weights, batch size) is written there for
-            TensorBoard at each epoch's end, when no
-            `keras.callbacks.TensorBoard` is in `fit`'s callbacks (with
-            one, they go to its `train` folder). Needs
-            `keras-multiphase[tensorboard]`.
+        log_dir: Optional folder for every step's rate, momentum and
+            phase, as PhaseLR's `log_dir`.
     """
 
     lr_role = BASE

@@ -262,11 +262,10 @@ class PhaseLR(LRCallback):
         verbose: Int. 1 prints a line when a plateau ends a phase and the
             range test's result.
         log_dir: Optional folder. Each training step's rate (and phase,
-            momentum, loss weights, batch size) is written there for
-            TensorBoard at each epoch's end, when no
+            momentum, loss weights, batch size) is written there as
+            TensorBoard event files at each epoch's end, when no
             `keras.callbacks.TensorBoard` is in `fit`'s callbacks (with
-            one, they go to its `train` folder). Needs
-            `keras-multiphase[tensorboard]`.
+            one, they go to its `train` folder): docs/resume.md.
     """
 
     lr_role = BASE
