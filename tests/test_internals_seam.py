@@ -97,7 +97,6 @@ def test_every_seam_function_says_why():
 # `_keras_internals.py` only.
 OWN_STORES = {
     ("_state.py", "state.variable"): "HostState, the package's own",
-    ("callbacks/adaptive_batch.py", "self._composer.epoch_map"): "the engine",
     ("engine/composer.py", "composer.origin"): "the engine",
     ("engine/composer.py", "store.effective_rate"): "StateStore",
     ("engine/composer.py", "state_store(optimizer).effective_rate"): "StateStore",

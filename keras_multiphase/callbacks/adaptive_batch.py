@@ -17,9 +17,10 @@ from keras_multiphase._validation import (
     check_int,
     check_mapping_keys,
 )
+from keras_multiphase.batching import AdaptiveData, EpochMap, Source
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.callbacks.plateau import PlateauDetector
 from keras_multiphase.engine.composer import FACTOR
+from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules.numpy_ops import value_of
 
 LR_SCALING = ("none", "linear", "sqrt")
@@ -33,159 +34,6 @@ GROW_KEYS = (
     "factor",
     "max_batch_size",
 )
-
-
-def _is_tf_dataset(data) -> bool:
-    return type(data).__module__.startswith("tensorflow") and hasattr(
-        data, "cardinality"
-    )
-
-
-class _Source:
-    """Random access to the batches of what `rebuild` returned."""
-
-    def __init__(self, data, batch_size: int, shuffle: bool, seed: int):
-        self.batch_size = batch_size
-        self.kind = None
-        if isinstance(data, keras.utils.PyDataset):
-            self.kind, self.data = "pydataset", data
-            self.length = data.num_batches
-            if self.length is None:
-                raise ValueError(
-                    "AdaptiveBatch: the PyDataset returned by `rebuild` must "
-                    "have a finite `num_batches` (or `__len__`)."
-                )
-        elif _is_tf_dataset(data):
-            self.kind, self.data = "tf", data
-            cardinality = int(data.cardinality())
-            if cardinality < 0:
-                raise ValueError(
-                    "AdaptiveBatch: the tf.data.Dataset returned by `rebuild` "
-                    "must have a known, finite cardinality (got "
-                    f"{cardinality}). Avoid `repeat()` and `filter()`, or use "
-                    "`dataset.apply(tf.data.experimental.assert_cardinality(n))`."
-                )
-            self.length = cardinality
-            self._iterator = None
-        elif isinstance(data, (tuple, list)) or isinstance(data, np.ndarray):
-            arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
-            sizes = {len(keras.tree.flatten(a)[0]) for a in arrays if a is not None}
-            if len(sizes) != 1:
-                raise ValueError(
-                    "AdaptiveBatch: the arrays returned by `rebuild` must have "
-                    f"the same number of samples. Received sizes {sorted(sizes)}"
-                )
-            self.kind, self.data = "arrays", arrays
-            self.samples = sizes.pop()
-            self.length = math.ceil(self.samples / batch_size)
-            self._shuffle = shuffle
-            self._seed = seed
-            self._order = np.arange(self.samples)
-            self._served = 0
-        else:
-            raise ValueError(
-                "AdaptiveBatch: `rebuild(batch_size)` must return a "
-                "tf.data.Dataset, a keras.utils.PyDataset, or arrays / an "
-                f"(x, y[, sample_weight]) tuple. Received: {type(data).__name__}"
-            )
-
-    def new_epoch(self, epoch: int) -> None:
-        if self.kind == "tf":
-            self._iterator = None
-        if self.kind == "arrays" and self._shuffle:
-            # A function of (seed, epoch): a resumed run shuffles epoch k as
-            # the uninterrupted one did.
-            rng = np.random.default_rng([self._seed, epoch])
-            self._order = rng.permutation(self.samples)
-        if self.kind == "arrays":
-            self._served = 0
-        if self.kind == "pydataset":
-            self.data.on_epoch_end()
-
-    def first_batch_size(self) -> int:
-        """Samples in the first batch (read once, for the checks)."""
-        if self.kind == "arrays":
-            return min(self.batch_size, self.samples)
-        if self.kind == "pydataset":
-            batch = self.data[0]
-        else:
-            batch = next(iter(self.data.take(1)))
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        return int(np.shape(keras.tree.flatten(x)[0])[0])
-
-    def __getitem__(self, index: int):
-        if self.kind == "pydataset":
-            return self.data[index]
-        if self.kind == "arrays":
-            # Served in our order, whatever index `fit` asks for: `fit`
-            # shuffles the indices with the global NumPy RNG, which a
-            # resumed run does not restore; ours is a function of the epoch.
-            # `fit` asks each index of an epoch once, so every sample is
-            # still used once.
-            index = self._served % self.length
-            self._served += 1
-            rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-            batch = tuple(
-                None
-                if a is None
-                else keras.tree.map_structure(lambda t: np.asarray(t)[rows], a)
-                for a in self.data
-            )
-            return batch if len(batch) > 1 else batch[0]
-        # tf.data is sequential. `fit` asks for each index of the epoch once,
-        # in an order of its own (it shuffles batches): serve the next batch.
-        # Keras also peeks at batches before the first epoch (the output
-        # signature; under tf.distribute a whole prefetching pass to build
-        # the model), which can run past the end: start over rather than
-        # raise StopIteration inside tf.data's generator (a logged
-        # traceback). Each epoch starts afresh in `new_epoch`.
-        if self._iterator is None:
-            self._iterator = iter(self.data)
-        try:
-            batch = next(self._iterator)
-        except StopIteration:
-            self._iterator = iter(self.data)
-            batch = next(self._iterator)
-        return keras.tree.map_structure(lambda t: np.asarray(t), batch)
-
-
-class _EpochMap:
-    """Epochs (float) <-> steps when epochs differ in length."""
-
-    def __init__(self, steps_per_epoch):
-        self.steps = list(steps_per_epoch)
-        self.starts = np.concatenate([[0], np.cumsum(self.steps)])
-
-    def __call__(self, epochs: float) -> int:
-        whole = min(int(math.floor(epochs)), len(self.steps))
-        part = epochs - whole
-        last = self.steps[min(whole, len(self.steps) - 1)]
-        return int(round(self.starts[whole] + part * last))
-
-    def inverse(self, step: float) -> float:
-        whole = int(np.searchsorted(self.starts, step, side="right") - 1)
-        whole = min(whole, len(self.steps))
-        last = self.steps[min(whole, len(self.steps) - 1)]
-        return whole + (step - self.starts[whole]) / last
-
-
-class AdaptiveData(keras.utils.PyDataset):
-    """What to pass to `fit` with AdaptiveBatch: `model.fit(adaptive.data)`."""
-
-    def __init__(self, owner):
-        super().__init__()
-        self._owner = owner
-
-    @property
-    def num_batches(self):
-        return self._owner._source().length
-
-    def __getitem__(self, index):
-        if not self._owner._shardable_checked:
-            # JAX `fit` takes a first batch (to build the model) before any
-            # callback hook runs: check here that devices can split them.
-            self._owner._check_shardable(replicas(None))
-        return self._owner._source()[index]
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -289,7 +137,7 @@ class AdaptiveBatch(LRCallback):
         self.seed = check_int("seed", seed)
         self.verbose = check_int("verbose", verbose)
         self.data = AdaptiveData(self)
-        self._current = None  # (batch_size, _Source)
+        self._current = None  # (batch_size, Source)
         self._sample_range = None  # (low, high, batch size): samples seen
         self._epoch_iterator = None
         self._progbars = []
@@ -396,11 +244,11 @@ class AdaptiveBatch(LRCallback):
             return
         self._current = (batch_size, self._checked_source(batch_size, self.shuffle))
 
-    def _checked_source(self, batch_size: int, shuffle: bool) -> _Source:
+    def _checked_source(self, batch_size: int, shuffle: bool) -> Source:
         """`rebuild(batch_size)`, checked: batches of `batch_size`, and the
         same samples as every other batch size (else an epoch would train on
         another data set, and `batch_size` would be logged wrongly)."""
-        source = _Source(self.rebuild(batch_size), batch_size, shuffle, self.seed)
+        source = Source(self.rebuild(batch_size), batch_size, shuffle, self.seed)
         first = source.first_batch_size()
         if first != batch_size and not (source.length == 1 and first < batch_size):
             raise ValueError(
@@ -467,7 +315,7 @@ class AdaptiveBatch(LRCallback):
                 else:
                     lengths[size] = self._checked_source(size, False).length
             per_epoch.append(lengths[size])
-        return _EpochMap(per_epoch)
+        return EpochMap(per_epoch)
 
     def longest_epoch(self, params) -> int:
         """An upper bound of the steps of any epoch (those at the smallest

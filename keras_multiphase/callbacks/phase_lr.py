@@ -21,8 +21,8 @@ from keras_multiphase._validation import (
     check_verbose,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
-from keras_multiphase.callbacks.plateau import PlateauDetector
 from keras_multiphase.engine.composer import BASE
+from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.numpy_ops import value_of
 from keras_multiphase.schedules.phase_schedule import (

@@ -13,8 +13,8 @@ from keras_multiphase._validation import (
     check_number,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.callbacks.plateau import PlateauDetector
 from keras_multiphase.engine.composer import FLOOR
+from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules.numpy_ops import value_of
 
 
