@@ -147,46 +147,27 @@ class WarmupCosineRestarts(LRCallback):
         self._phase_ids = None
 
     def _resolve(self, plan) -> None:
+        """Steps of the warmup, the scope and the first cycle, by the plan
+        (whose base schedule, resolved before this factor, gives the
+        phases' lengths)."""
         steps, epochs = plan.steps, plan.epochs
-
-        def to_steps(value, what):
-            return self.epochs_to_steps(value, what)
-
         warmup = self.warmup_steps
         if self.warmup_epochs is not None:
-            warmup = to_steps(self.warmup_epochs, "`warmup_epochs`")
+            warmup = self.epochs_to_steps(self.warmup_epochs, "`warmup_epochs`")
         start, end = 0, None
         if self.start_epoch is not None:
-            start = to_steps(self.start_epoch, "`start_epoch`")
+            start = self.epochs_to_steps(self.start_epoch, "`start_epoch`")
         if self.end_epoch is not None:
-            end = to_steps(self.end_epoch, "`end_epoch`")
+            end = self.epochs_to_steps(self.end_epoch, "`end_epoch`")
         cycle = self.first_cycle_steps
         if self.first_cycle_epochs is not None:
-            cycle = max(1, to_steps(self.first_cycle_epochs, "the cycle length"))
+            cycle = max(
+                1, self.epochs_to_steps(self.first_cycle_epochs, "the cycle length")
+            )
         self._steps = (warmup, cycle, start, end, steps, epochs)
-
-    def check_composition(self, composer) -> None:
-        warmup, cycle, start, end, steps, epochs = self._steps
-        provider = self._plan.phases
-        if self.phases is not None:
-            if provider is None:
-                raise ValueError(
-                    "WarmupCosineRestarts was limited to phases "
-                    f"{self.phases}, but no PhaseLR is in the callbacks. Add "
-                    "a PhaseLR or drop `phases`."
-                )
-            self._phase_ids = provider.phase_indices(self.phases)
+        self._phase_ids = self._phase_ids_of(plan.phases)
         if cycle is None:
-            scope = self._scope_length(provider, start, end, steps, epochs)
-            cycle = scope - warmup
-            if cycle < 1 and self.min_ratio == 1.0:
-                cycle = 1  # warmup then flat: the cycle length is irrelevant
-            if cycle < 1:
-                raise ValueError(
-                    "WarmupCosineRestarts: the warmup "
-                    f"({warmup} steps) fills its whole scope ({scope} steps). "
-                    "Shorten the warmup or give `first_cycle_steps`."
-                )
+            cycle = self._cycle_filling_scope(plan.phases, warmup, start, end)
         if self.warmup_each_cycle and warmup >= cycle:
             raise ValueError(
                 "With `warmup_each_cycle=True` the warmup must be shorter "
@@ -194,6 +175,33 @@ class WarmupCosineRestarts(LRCallback):
                 f"{cycle} steps."
             )
         self._cycle = cycle
+
+    def _phase_ids_of(self, provider):
+        """The indices of the phases the schedule is limited to (or None)."""
+        if self.phases is None:
+            return None
+        if provider is None:
+            raise ValueError(
+                "WarmupCosineRestarts was limited to phases "
+                f"{self.phases}, but no PhaseLR is in the callbacks. Add "
+                "a PhaseLR or drop `phases`."
+            )
+        return provider.phase_indices(self.phases)
+
+    def _cycle_filling_scope(self, provider, warmup, start, end) -> int:
+        """Without a cycle length: one cycle over the scope, after the warmup."""
+        _, _, _, _, steps, epochs = self._steps
+        scope = self._scope_length(provider, start, end, steps, epochs)
+        cycle = scope - warmup
+        if cycle < 1 and self.min_ratio == 1.0:
+            return 1  # warmup then flat: the cycle length is irrelevant
+        if cycle < 1:
+            raise ValueError(
+                "WarmupCosineRestarts: the warmup "
+                f"({warmup} steps) fills its whole scope ({scope} steps). "
+                "Shorten the warmup or give `first_cycle_steps`."
+            )
+        return cycle
 
     def _scope_length(self, provider, start, end, steps, epochs) -> int:
         if self._phase_ids is not None:
