@@ -65,3 +65,14 @@ def test_notebook_runs(path, monkeypatch):
     namespace, printed = run_notebook(path)
     assert os.environ["KERAS_BACKEND"] == namespace["keras"].backend.backend()
     assert printed.strip(), "the notebook printed nothing"
+
+
+def test_readme_opens_each_notebook_in_colab():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    colab = config["metadata"]["url"].replace(
+        "github.com", "colab.research.google.com/github"
+    )
+    readme = (ROOT / "README.md").read_text()
+    for path in PATHS:
+        assert f"({colab}/blob/main/examples/notebooks/{path.name})" in readme
