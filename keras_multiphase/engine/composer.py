@@ -25,9 +25,10 @@ The path of a rate, in one direction:
    the rate table for the longest epoch, or, when epochs are too long
    (`table.TABLE_LIMIT`) or of unknown length, keeps the formulas in the
    step and has the optimizer track the state they read.
-3. `on_train_begin`: `prepare` has every provider `resolve` its
-   configuration into steps (epochs, fractions, cycles), then rebuilds the
-   train function if what it reads changed.
+3. `on_train_begin` (the first callback's): `prepare` makes the fit's
+   `Plan` (`plan.py`) and has every provider `resolve` its configuration
+   into steps by it (epochs, fractions, cycles), once per fit; each call
+   rebuilds the train function if what the step reads changed.
 4. Epoch start (`note_epoch_begin`, and `epoch_resized` after AdaptiveBatch
    changed the batch size): the table must hold the epoch's rates. Rows
    computed at an earlier epoch serve if they include this epoch's steps
@@ -39,7 +40,8 @@ The path of a rate, in one direction:
    the optimizer lives on an accelerator (reading the step back to Python
    there would wait for the queued steps).
 6. Epoch end: callbacks decide (a plateau, a phase ended) and write their
-   state; step 4 of the next epoch turns it into rates.
+   state; step 4 of the next epoch turns it into rates. The rows the
+   epoch's steps read go to the per-step logs (`step_log.py`), if any.
 
 The formulas (`compose` with `xp=ops`) run in the step only in the
 fallback of step 2; in NumPy they fill the table, log the rate and serve
