@@ -393,6 +393,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                     check_same_everywhere(key, provider.get_config())
             self.resolve_providers()
             self.resolved = True
+            self._open_step_log()  # once per fit: the fit's callbacks are known
         if not self.configured:  # callbacks called by hand, without fit
             self.configure({"steps": self._steps_per_epoch()})
         # The table is written when the epoch starts; reads before that
@@ -405,8 +406,6 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if signature != self.traced_signature:
             model.make_train_function(force=True)
             self.traced_signature = signature
-        if self.step_log is None:
-            self._open_step_log()
 
     def _open_step_log(self) -> None:
         """Per-step logs go to a `keras.callbacks.TensorBoard`'s folder, or
@@ -414,7 +413,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         callbacks = _keras_internals.running_fit_callbacks() or []
         given = [p.log_dir for _, p in self._sorted() if p.log_dir is not None]
         directory = tensorboard_dir(callbacks) or (given[0] if given else None)
-        if directory is not None:
+        if directory is not None and self.step_log is None:
             self.step_log = StepLog(str(directory), sources=callbacks)
 
     def _layout(self):

@@ -68,7 +68,10 @@ class Recording:
         self.reads: list = []
 
     def __getattr__(self, name):
-        return globals()[name]
+        try:
+            return globals()[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def read(self, variable):
         value = read(variable)
