@@ -63,15 +63,16 @@ def preview(
     epochs, steps_per_epoch = int(epochs), int(steps_per_epoch)
     params = {"epochs": epochs, "steps": steps_per_epoch, "verbose": 0}
     composer = ComposedLearningRate(original=float(base_lr))
+    composer.params = params
     store = _HostStore()
     lr_callbacks = [c for c in callbacks if isinstance(c, LRCallback)]
     for callback in lr_callbacks:
-        callback.attach_for_preview(composer, store, params)
+        callback.register_for_preview(composer, store, params)
     adaptive = [c for c in lr_callbacks if isinstance(c, AdaptiveBatch)]
     for callback in lr_callbacks:
         if hasattr(callback, "assume_peak"):
             callback.assume_peak(base_lr)
-    composer.resolve_providers(map_epochs=False)  # fixed steps per epoch
+    composer.make_plan(map_epochs=False)  # fixed steps per epoch
     steps = np.arange(epochs * steps_per_epoch)
     rate = np.zeros(steps.shape, "float64")
     phase = np.asarray(composer.phase_at(steps.astype("float32"), numpy_ops), "int64")

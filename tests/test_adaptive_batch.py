@@ -116,7 +116,7 @@ def test_lr_scaling_through_the_step(scaling, factor):
 @pytest.mark.parametrize("device", ["here", "accelerator"])
 def test_phase_boundaries_follow_the_changing_epoch_sizes(device, request):
     # "accelerator": eager PyTorch gathering each row on the device, the
-    # table refreshed when the batch size changes (`epoch_resized`).
+    # table refreshed when the batch size changes (`begin_epoch` with steps).
     waited = request.getfixturevalue("accelerator_reads") if device != "here" else []
     x = np.ones((32, 1), "float32")
     y = np.zeros((32, 1), "float32")

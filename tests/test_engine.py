@@ -584,14 +584,14 @@ def test_resolved_once_per_fit_and_one_step_function(monkeypatch, peak):
     there are; the step that trains is built once at fit start (with an
     auto peak, the range test's own step is the one more)."""
     resolved = collections.Counter()
-    original = composer_module.ComposedLearningRate.resolve_providers
+    original = composer_module.ComposedLearningRate.make_plan
 
     def counting(self, *args, **kwargs):
         resolved["pass"] += 1
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(
-        composer_module.ComposedLearningRate, "resolve_providers", counting
+        composer_module.ComposedLearningRate, "make_plan", counting
     )
     x = np.random.default_rng(0).normal(size=(80, 4)).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import replicas
@@ -19,9 +18,8 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.batching import AdaptiveData, EpochMap, Source
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.engine.composer import FACTOR
 from keras_multiphase.plateau import PlateauDetector
-from keras_multiphase.schedules.numpy_ops import value_of
+from keras_multiphase.schedules.scaling import BatchScale
 
 LR_SCALING = ("none", "linear", "sqrt")
 GROW_KEYS = (
@@ -87,8 +85,6 @@ class AdaptiveBatch(LRCallback):
         verbose: Int. 1 prints a line when the batch size changes.
     """
 
-    lr_role = FACTOR
-
     def __init__(
         self,
         rebuild: Callable[[int], object],
@@ -137,6 +133,7 @@ class AdaptiveBatch(LRCallback):
         self.seed = check_int("seed", seed)
         self.verbose = check_int("verbose", verbose)
         self.data = AdaptiveData(self)
+        self.contribution = BatchScale()
         self._current = None  # (batch_size, Source)
         self._sample_range = None  # (low, high, batch size): samples seen
         self._epoch_iterator = None
@@ -216,7 +213,7 @@ class AdaptiveBatch(LRCallback):
 
     def preview_scale(self, batch_size: int) -> None:
         """Sets the rate factor of `batch_size`, as `on_epoch_begin` does."""
-        self._scale.assign(self._lr_scale(batch_size))
+        self.contribution.scale.assign(self._lr_scale(batch_size))
 
     def _phase_batch_size(self) -> int:
         provider = self._plan.phases if self._plan is not None else None
@@ -282,25 +279,25 @@ class AdaptiveBatch(LRCallback):
     def _batch_size(self) -> int:
         return self._current[0]
 
-    def step_series(self, count: int) -> dict:
-        """The batch size of the epoch's `count` steps, for the per-step
-        logs (it changes only when an epoch begins)."""
-        if self._current is None:
-            return {}
-        return {"batch_size": np.full(count, self._batch_size, "float32")}
-
     # -- LR contribution ------------------------------------------------------
     def _create_state(self, store) -> None:
-        self._scale = store.variable(f"{self._key}.lr_scale", 1.0)
+        self.contribution.scale = store.variable(f"{self._key}.lr_scale", 1.0)
+        # The table is sized for the longest epoch (the smallest scheduled
+        # batch size), when the first callback gets `set_params`.
+        self.contribution.longest = self._longest_epoch()
         self._grown = store.variable(f"{self._key}.grown", 0.0)
         if self._detector is not None:
             self._detector.attach(
                 store.variable(f"{self._key}.plateau", self._detector.initial_state())
             )
 
-    maps_epochs = True  # the engine asks it for the plan's epoch map first
+    def set_params(self, params):
+        # The plan's epoch map, known once `fit` gives the epochs; the engine
+        # makes the plan at train begin.
+        self.contribution.epoch_map = self._epoch_map((params or {}).get("epochs"))
+        super().set_params(params)
 
-    def build_epoch_map(self, epochs):
+    def _epoch_map(self, epochs):
         """Epoch -> step map from the scheduled batch sizes (None when the
         schedule follows PhaseLR phases, which themselves need the map)."""
         if isinstance(next(iter(self.schedule)), str) or not epochs:
@@ -317,21 +314,12 @@ class AdaptiveBatch(LRCallback):
             per_epoch.append(lengths[size])
         return EpochMap(per_epoch)
 
-    def longest_epoch(self, params) -> int:
+    def _longest_epoch(self) -> int:
         """An upper bound of the steps of any epoch (those at the smallest
-        scheduled batch size): the engine sizes its rate table with it."""
+        scheduled batch size)."""
         source = self._source()
         size = min(self.schedule.values())
         return math.ceil(source.length * self._current[0] / size)
-
-    def _resolve(self, plan) -> None:
-        pass  # its contribution, the epoch map, is in the plan
-
-    def trace_signature(self):
-        return ("adaptive_batch",)
-
-    def lr_factor(self, step, base, xp=ops):
-        return xp.zeros_like(step) + value_of(self._scale, xp)
 
     def _lr_scale(self, batch_size: int) -> float:
         ratio = batch_size / self.first_batch_size
@@ -405,9 +393,9 @@ class AdaptiveBatch(LRCallback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        # On JAX, reading `model` syncs the training state. The table is
-        # written by `epoch_resized` below, with this epoch's factor (not
-        # first with the previous epoch's, as the base class would).
+        # On JAX, reading `model` syncs the training state. The engine
+        # writes the epoch's rates at `begin_epoch` below, with this epoch's
+        # factor and steps (the base class's hook would tell it first).
         _ = self.model
         epochs = (self.params or {}).get("epochs")
         size = self.scheduled_batch_size(epoch, epochs)
@@ -419,9 +407,11 @@ class AdaptiveBatch(LRCallback):
         previous = self._current[0] if self._current else None
         self._set_batch_size(size)
         self._current[1].new_epoch(epoch)
-        self._scale.assign(self._lr_scale(size))
+        self.contribution.scale.assign(self._lr_scale(size))
+        self.contribution.batch_size = size
         steps = self._current[1].length
-        self._composer.epoch_resized(epoch, steps)
+        # The engine writes the epoch's rates now, for this many steps.
+        self._composer.begin_epoch(epoch, steps)
         _keras_internals.set_epoch_steps(self._epoch_iterator, steps)
         for progbar in self._progbars:
             _keras_internals.set_progbar_target(progbar, steps)

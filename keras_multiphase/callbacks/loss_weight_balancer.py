@@ -22,10 +22,8 @@ from keras_multiphase._validation import (
 )
 from keras_multiphase.balancing.strategies import STRATEGIES
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
-from keras_multiphase.callbacks.lr_callback import check_backup_order
-from keras_multiphase.engine.composer import composer_of
-from keras_multiphase.engine.table import step_count
-from keras_multiphase.schedules import numpy_ops
+from keras_multiphase.callbacks.lr_callback import LRCallback, check_backup_order
+from keras_multiphase.engine.plan import BASE
 
 NORMALIZE = ("count", "initial_sum", "none")
 
@@ -497,18 +495,21 @@ class LossWeightBalancer(EpochCallback):
             ]
             self._state_vars["weights"].assign(np.asarray(fixed, "float32"))
 
-    def _phase_provider(self):
-        composer = composer_of(self.model.optimizer)
-        plan = getattr(composer, "plan", None)
-        provider = plan.phases if plan is not None else None
-        if provider is None:
-            raise ValueError(
-                "`schedule` names PhaseLR phases, but no PhaseLR is in the callbacks."
-            )
-        return composer, provider
+    _base = None  # the base rate callback a phase-keyed schedule follows
+
+    def _phase_source(self):
+        """The fit's base rate callback (PhaseLR or OneCycle), whose phases
+        a phase-keyed `schedule` follows."""
+        for callback in _keras_internals.running_fit_callbacks() or []:
+            if isinstance(callback, LRCallback) and callback.contribution.role == BASE:
+                return callback
+        raise ValueError(
+            "`schedule` names PhaseLR phases, but no PhaseLR is in the callbacks."
+        )
 
     def _phase_names(self) -> list[str]:
-        return self._phase_provider()[1].phase_names
+        self._base = self._phase_source()
+        return self._base.phase_names
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._metric is None:
@@ -541,9 +542,7 @@ class LossWeightBalancer(EpochCallback):
         epochs = sorted(k for k in self.schedule if isinstance(k, int))
         phases = {k: v for k, v in self.schedule.items() if isinstance(k, str)}
         if phases:
-            composer, provider = self._phase_provider()
-            step = np.float32(step_count(composer.optimizer.iterations))
-            name = provider.phase_names[int(composer.phase_at(step, numpy_ops))]
+            name = self._base.phase_names[self._base.current_phase()]
             if name not in phases:
                 return None
             current.update(phases[name])

@@ -9,7 +9,7 @@ from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
-from keras_multiphase.engine.composer import FACTOR, composer_for, release
+from keras_multiphase.engine.composer import engine_for, release
 from keras_multiphase.engine.plan import Plan
 from keras_multiphase.engine.table import step_count
 from keras_multiphase.schedules import numpy_ops
@@ -33,22 +33,6 @@ def check_backup_order(callback) -> None:
                 "callbacks: callbacks=[*keras_multiphase_callbacks, "
                 "keras.callbacks.BackupAndRestore(...)]."
             )
-
-
-def phase_indices(owner: str, phase_names, names_or_indices) -> list[int]:
-    """Maps phase names (or indices) to indices; raises if unknown. Shared
-    by the base schedules (PhaseLR, OneCycle)."""
-    out = []
-    for item in names_or_indices:
-        if isinstance(item, int) and 0 <= item < len(phase_names):
-            out.append(item)
-        elif item in phase_names:
-            out.append(phase_names.index(item))
-        else:
-            raise ValueError(
-                f"Unknown phase {item!r}. {owner} has phases {list(phase_names)}."
-            )
-    return out
 
 
 class PhaseIndex(float):
@@ -76,33 +60,30 @@ class PhaseIndex(float):
 
 
 class LRCallback(EpochCallback):
-    """Attaches one contribution to the optimizer's composed rate.
+    """Registers one contribution to the optimizer's composed rate, and
+    takes the epoch-level decisions that move its state.
 
-    Subclasses set `lr_role` and implement `_resolve(plan)` (turn epochs
-    and fractions into steps by the fit's `Plan`, raise `ValueError` on bad
-    input),
-    `_create_state(store)`, `trace_signature()`, the role's evaluation method
-    (`base_rate`, `lr_factor` or `apply_floor`) and `_on_epoch_end`.
+    Subclasses set `contribution` in `__init__` (an object of
+    `schedules/` that the engine resolves and evaluates:
+    `engine/plan.py` says what it has) and implement `_create_state(store)`
+    (create the state variables the contribution reads) and `_on_epoch_end`.
+    Each Keras hook tells the engine one thing, with one verb; the engine
+    never calls back into the callback.
     """
 
-    lr_role = FACTOR
-    # Where per-step logs go without a `keras.callbacks.TensorBoard` (the
-    # engine reads it at train begin; PhaseLR and OneCycle take it).
+    # Where per-step logs go without a `keras.callbacks.TensorBoard` (given
+    # to the engine when registering; PhaseLR and OneCycle take it).
     log_dir = None
-    # True for a callback that contributes the plan's epoch -> step map
-    # (AdaptiveBatch, `build_epoch_map(epochs)`): asked before the plan is
-    # made; the others convert epochs with it.
-    maps_epochs = False
 
     def __init__(self):
         super().__init__()
+        self.contribution = None
         self._optimizer = None
         self._composer = None
         self._key = None
-        self._continues_run = False
         self._plan: Plan | None = None
 
-    # -- wiring --------------------------------------------------------
+    # -- Keras hooks: one engine verb each -------------------------------
     def set_model(self, model):
         super().set_model(model)
         optimizer = getattr(model, "optimizer", None)
@@ -112,47 +93,74 @@ class LRCallback(EpochCallback):
             # TensorFlow defers this to the first traced step; building now
             # fixes the variable order before any checkpoint is loaded.
             optimizer.build(model.trainable_variables)
-        self._attach(model, optimizer)
+        self._register(model, optimizer)
 
     def set_params(self, params):
         super().set_params(params)
-        # Every callback of the fit has had `set_model`: the engine knows
-        # them all and sizes what the step will read (once per fit).
-        if self._composer is not None and not self._composer.configured:
-            self._composer.configure(params)
+        # Every callback of the fit has had `set_model`: the engine sizes
+        # what the step will read (once per fit).
+        if self._composer is not None:
+            self._composer.size(params)
 
-    def attach_for_preview(self, composer, store, params) -> None:
-        """Attaches to an engine with no model or optimizer (`preview`):
-        the same state, from `store`, and the same resolution."""
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        check_supported(type(self).__name__)
+        check_backup_order(self)
+        model = self._ensure_registered()
+        self._plan = self._composer.begin_fit(model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        _ = self.model  # On JAX, reading `model` syncs the training state.
+        self._composer.begin_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        _ = self.model  # Sync (JAX) before reading or assigning state.
+        rate, phase = self._composer.end_epoch(epoch)
+        if logs is not None:
+            logs["learning_rate"] = rate
+            if self._plan is not None and self._plan.phases is not None:
+                logs["phase"] = PhaseIndex(phase)
+        self._on_epoch_end(epoch, logs or {})
+
+    def on_train_end(self, logs=None):
+        _keras_internals.cancel_at_fit_exit(
+            _keras_internals.callback_model(self), id(self)
+        )
+        self._end_of_fit()
+
+    # -- registration ----------------------------------------------------
+    def register_for_preview(self, composer, store, params) -> None:
+        """Registers with an engine that has no model or optimizer
+        (`preview`): the same state, from `store`, and the same plan."""
         self._composer = composer
         self._key = f"{type(self).__name__}_{len(composer.providers)}"
         self._create_state(store)
-        composer.add(self._key, self)
+        composer.register(self._key, self.contribution)
         keras.callbacks.Callback.set_params(self, params)
 
-    def _attach(self, model, optimizer) -> None:
+    def _register(self, model, optimizer) -> None:
         store = state_store(optimizer)
         # A fit with `initial_epoch=0` is a new run: fresh state, the
-        # schedule from its first step (`initial_epoch=k` continues).
+        # schedule from its first step; `initial_epoch=k` continues one.
         new_run = _keras_internals.fit_starts_a_run()
-        # `initial_epoch=k`: this fit continues the run (PhaseLR re-plans the
-        # phases still to come if `epochs` changed).
-        self._continues_run = new_run is False
         key = store.claim_key(type(self).__name__, self, new_run)
-        if self._optimizer is not optimizer or key != self._key:
-            self._optimizer = optimizer
-            self._key = key
+        self._optimizer = optimizer
+        self._key = key
         # Known variables come back as they are; a taken-over key's are reset.
         self._create_state(store)
-        self._composer = composer_for(optimizer)
-        if new_run:
-            self._composer.start_run()
-        self._composer.add(self._key, self)
-        # From here on something is installed: it goes when the fit is over,
+        self._composer = engine_for(optimizer)
+        self._composer.register(
+            key,
+            self.contribution,
+            new_run=new_run,
+            log_dir=self.log_dir,
+            config=self.get_config(),
+        )
+        # From here on something is registered: it goes when the fit is over,
         # even if the fit raises before `on_train_end`.
         _keras_internals.run_at_fit_exit(model, id(self), self._end_of_fit)
 
-    def _ensure_attached(self):
+    def _ensure_registered(self):
         model = self.model
         optimizer = model.optimizer
         if optimizer is None:
@@ -167,23 +175,8 @@ class LRCallback(EpochCallback):
             or self._optimizer is not optimizer
             or (self._key not in self._composer.providers)
         ):
-            self._attach(model, optimizer)
+            self._register(model, optimizer)
         return model
-
-    def resolve(self, plan: Plan) -> None:
-        """Converts the configuration to steps for the current fit, against
-        the fit's `plan` (once per fit: the engine's one pass)."""
-        self._plan = plan
-        self._resolve(plan)
-
-    def check_composition(self, composer) -> None:
-        """Checks that the other attached contributions suit this one."""
-
-    def epochs_to_steps(self, epochs: float, what: str) -> int:
-        """Step at which `epochs` (a float) epochs have passed, by the plan
-        (its epoch map when epochs differ in length, else `epochs x steps
-        per epoch`)."""
-        return self._plan.epochs_to_steps(epochs, type(self).__name__, what)
 
     @property
     def _iterations(self) -> int:
@@ -195,32 +188,10 @@ class LRCallback(EpochCallback):
         """The run's step (what the schedules are functions of)."""
         return float(self._composer.run_step(np.float32(self._iterations), numpy_ops))
 
-    # -- Keras hooks ---------------------------------------------------
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        check_supported(type(self).__name__)
-        check_backup_order(self)
-        model = self._ensure_attached()
-        self._composer.prepare(model)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        _ = self.model  # On JAX, reading `model` syncs the training state.
-        self._composer.note_epoch_begin(epoch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        _ = self.model  # Sync (JAX) before reading or assigning state.
-        rate, phase = self._composer.epoch_values(epoch)
-        if logs is not None:
-            logs["learning_rate"] = rate
-            if self._plan is not None and self._plan.phases is not None:
-                logs["phase"] = PhaseIndex(phase)
-        self._on_epoch_end(epoch, logs or {})
-
-    def on_train_end(self, logs=None):
-        _keras_internals.cancel_at_fit_exit(
-            _keras_internals.callback_model(self), id(self)
-        )
-        self._end_of_fit()
+    def current_phase(self) -> int:
+        """The phase at the run's current step (of a base schedule: PhaseLR,
+        OneCycle)."""
+        return int(self.contribution.phase_at(np.float32(self._run_step), numpy_ops))
 
     def _end_of_fit(self) -> None:
         """What a fit leaves behind goes: the optimizer gets its own rate
@@ -246,14 +217,8 @@ class LRCallback(EpochCallback):
         return cls(**config)
 
     # -- to implement --------------------------------------------------
-    def _resolve(self, plan: Plan) -> None:
-        raise NotImplementedError
-
     def _create_state(self, store) -> None:
         pass
-
-    def trace_signature(self):
-        raise NotImplementedError
 
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:
         pass

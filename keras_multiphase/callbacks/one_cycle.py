@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
-import numpy as np
-from keras import ops
 
 from keras_multiphase import _keras_internals
 from keras_multiphase._validation import (
@@ -17,21 +13,13 @@ from keras_multiphase._validation import (
     check_positive,
     check_ratio,
 )
-from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
-from keras_multiphase.engine.composer import BASE
+from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.schedules import numpy_ops
-from keras_multiphase.schedules.phase_schedule import phase_index
+from keras_multiphase.schedules.one_cycle_schedule import ANNEAL, OneCycleShape
 
-ANNEAL = ("cos", "linear")
 # Optimizer attributes that hold a momentum, as PyTorch cycles `betas[0]` or
 # `momentum`.
 MOMENTUM_ATTRIBUTES = ("beta_1", "momentum")
-
-
-def _anneal(kind, start, end, pct, xp):
-    if kind == "cos":
-        return end + (start - end) / 2.0 * (xp.cos(math.pi * pct) + 1.0)
-    return (end - start) * pct + start
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -86,8 +74,6 @@ class OneCycle(LRCallback):
             phase, as PhaseLR's `log_dir`.
     """
 
-    lr_role = BASE
-
     def __init__(
         self,
         max_lr: float | None = None,
@@ -126,73 +112,18 @@ class OneCycle(LRCallback):
                     f"Received: total_steps={total_steps}"
                 )
         self.total_steps = total_steps
-        self._phases = None  # [(end step, start lr, end lr, start m, end m)]
-        self._momentum = None  # (attribute, original value, variable)
-        self._momentum_var = None
+        config = self.get_config()
+        config.pop("log_dir")
+        self.contribution = OneCycleShape(config)
+        self._momentum = None  # (optimizer, attribute, original value, variable)
 
     # -- phases ----------------------------------------------------------
     @property
     def phase_names(self) -> list[str]:
-        if self.three_phase:
-            return ["up", "down", "anneal"]
-        return ["up", "anneal"]
+        return self.contribution.phase_names
 
     def phase_indices(self, names_or_indices) -> list[int]:
-        return phase_indices("OneCycle", self.phase_names, names_or_indices)
-
-    def _resolve(self, plan) -> None:
-        total = self.total_steps
-        if total is None:
-            total = self.epochs_to_steps(plan.epochs, "the run's length")
-        if total < 2:
-            raise ValueError(f"OneCycle needs a run of at least 2 steps; got {total}.")
-        peak = self.max_lr
-        if peak is None:
-            peak = float(self._composer.original_rate(np.float32(0), numpy_ops))
-        initial = peak / self.div_factor
-        final = initial / self.final_div_factor
-        hi, lo = self.max_momentum, self.base_momentum
-        up_end = float(self.pct_start * total) - 1
-        if self.three_phase:
-            self._phases = [
-                (up_end, initial, peak, hi, lo),
-                (float(2 * self.pct_start * total) - 2, peak, initial, lo, hi),
-                (total - 1.0, initial, final, hi, hi),
-            ]
-        else:
-            self._phases = [
-                (up_end, initial, peak, hi, lo),
-                (total - 1.0, peak, final, lo, hi),
-            ]
-
-    def trace_signature(self):
-        return ("one_cycle", tuple(self._phases or ()), self._momentum is not None)
-
-    def _value(self, step, offset: int, xp):
-        """Rate (`offset=0`) or momentum (`offset=2`) at `step`, PyTorch's
-        way: from the first phase whose end step is >= step (the last one
-        after it)."""
-        step = xp.cast(step, "float32")
-        start, pieces = 0.0, []
-        for end, *values in self._phases:
-            pct = xp.clip((step - start) / max(end - start, 1e-12), 0.0, 1.0)
-            first, last = values[offset], values[offset + 1]
-            pieces.append((end, _anneal(self.anneal_strategy, first, last, pct, xp)))
-            start = end
-        value = pieces[-1][1]
-        for end, piece in reversed(pieces[:-1]):
-            value = xp.where(step <= end, piece, value)
-        return value
-
-    def base_rate(self, step, xp=ops):
-        return self._value(step, 0, xp)
-
-    def starts(self, xp=ops):
-        starts = [0.0] + [math.floor(end) + 1.0 for end, *_ in self._phases[:-1]]
-        return [xp.convert_to_tensor(s, "float32") for s in starts]
-
-    def phase_at(self, step, xp=ops):
-        return phase_index(step, self.starts(xp), xp)
+        return self.contribution.phase_indices(names_or_indices)
 
     # -- momentum --------------------------------------------------------
     def _momentum_attribute(self):
@@ -213,48 +144,31 @@ class OneCycle(LRCallback):
     def _create_state(self, store) -> None:
         # Created with the other state, when the model is set: Keras < 3.10
         # on JAX records the training state's layout before `on_train_begin`.
-        self._momentum_var = None
+        self.contribution.momentum_state = None
         if self.cycle_momentum and self._momentum_attribute() is not None:
-            self._momentum_var = store.variable(
+            self.contribution.momentum_state = store.variable(
                 f"{self._key}.momentum", self.max_momentum, in_step=True
             )
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self._momentum_var is not None and self._momentum is None:
+        if self.contribution.momentum_state is not None and self._momentum is None:
             optimizer, name, value = self._momentum_attribute()
-            variable = self._momentum_var
-            variable.assign(self._value(0, 2, numpy_ops))
+            variable = self.contribution.momentum_state
+            variable.assign(self.contribution.value(0, 2, numpy_ops))
             if name == "momentum":
                 _keras_internals.as_nonzero_momentum(variable)
             _keras_internals.set_optimizer_hyperparameter(optimizer, name, variable)
             self._momentum = (optimizer, name, value, variable)
-            self._composer.prepare(self.model)  # retrace with the variable
-
-    # The name of the per-step value in the logs (`step/momentum`).
-    step_column_name = "momentum"
-
-    @property
-    def step_columns(self) -> int:
-        """Per-step values this callback assigns in the step: the momentum."""
-        return 0 if self._momentum_var is None else 1
-
-    def step_values(self, step, xp=ops):
-        """The momentum of `step` (the engine stores it in the rate table)."""
-        return self._value(step, 2, xp)
-
-    def apply_step_value(self, value) -> None:
-        """Sets the momentum of the current step; called by the composed
-        rate inside the compiled step, before the optimizer's update reads
-        it."""
-        if self._momentum is not None:
-            self._momentum[3].assign(value)
+            # The engine traces the step with it at the first epoch's start.
+            self.contribution.momentum = variable
 
     def _end_of_fit(self) -> None:
         if self._momentum is not None:
             optimizer, name, value, _ = self._momentum
             _keras_internals.set_optimizer_hyperparameter(optimizer, name, value)
             self._momentum = None
+            self.contribution.momentum = None
         super()._end_of_fit()
 
     def get_config(self) -> dict:

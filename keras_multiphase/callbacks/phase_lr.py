@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_multiphase._messages import say
 from keras_multiphase._validation import (
@@ -20,18 +19,10 @@ from keras_multiphase._validation import (
     check_positive,
     check_verbose,
 )
-from keras_multiphase.callbacks.lr_callback import LRCallback, phase_indices
-from keras_multiphase.engine.composer import BASE
+from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules import numpy_ops
-from keras_multiphase.schedules.numpy_ops import value_of
-from keras_multiphase.schedules.phase_schedule import (
-    NEVER,
-    TRANSITIONS,
-    phase_index,
-    phase_rate,
-    phase_starts,
-)
+from keras_multiphase.schedules.phase_schedule import TRANSITIONS, NamedPhases
 
 LENGTH_KEYS = ("epochs", "steps", "fraction")
 PHASE_KEYS = (
@@ -268,8 +259,6 @@ class PhaseLR(LRCallback):
             one, they go to its `train` folder): docs/resume.md.
     """
 
-    lr_role = BASE
-
     def __init__(
         self,
         phases: Sequence[Mapping],
@@ -297,28 +286,24 @@ class PhaseLR(LRCallback):
             )
         self.phases = _validate_phases(phases, relative=peak_lr is not None)
         self.verbose = check_int("verbose", verbose)
-        self._peak_var = None
+        self.contribution = NamedPhases(self.phases, relative=peak_lr is not None)
         self.range_test_result = None
         self._detectors = {
             i: PlateauDetector(owner="PhaseLR", **p["plateau"])
             for i, p in enumerate(self.phases)
             if "plateau" in p
         }
-        self._lengths: list[float] | None = None
-        self._transition_steps: list[float] | None = None
-        self._end_var = None
-        self._warned_schedule = False
 
     @property
     def phase_lengths(self) -> list[float]:
         """Lengths in steps of all phases but the last, for this fit (known
         from `on_train_begin`; a phase that ends only on a plateau has
         length `NEVER`)."""
-        return list(self._lengths or ())
+        return self.contribution.phase_lengths
 
     @property
     def phase_names(self) -> list[str]:
-        return [p["name"] for p in self.phases]
+        return self.contribution.phase_names
 
     @property
     def rates(self) -> list[float]:
@@ -331,124 +316,54 @@ class PhaseLR(LRCallback):
         (None before it ran)."""
         if self.peak_lr is None:
             return None
-        if self._peak_var is not None:
-            value = float(self._peak_var.numpy())
+        if self.contribution.peak is not None:
+            value = float(self.contribution.peak.numpy())
             return value if value > 0 else None
         return None if self.peak_lr == AUTO else float(self.peak_lr)
 
-    def _phase_rates(self, xp):
-        """Each phase's rate for evaluator `xp`; ratios times the peak."""
-        if self.peak_lr is None:
-            return [p["lr"] for p in self.phases]
-        peak = value_of(self._peak_var, xp)
-        return [p["lr"] if "lr" in p else p["ratio"] * peak for p in self.phases]
+    def phase_indices(self, names_or_indices) -> list[int]:
+        """Maps phase names (or indices) to indices; raises if unknown."""
+        return self.contribution.phase_indices(names_or_indices)
 
     def _create_state(self, store) -> None:
         if self.peak_lr is not None:
             # 0 = not found yet; a resumed run finds the value it used.
             initial = 0.0 if self.peak_lr == AUTO else self.peak_lr
-            self._peak_var = store.variable(f"{self._key}.peak_lr", initial)
+            self.contribution.peak = store.variable(f"{self._key}.peak_lr", initial)
         n = len(self.phases) - 1
-        self._end_var = store.variable(f"{self._key}.end_override", [-1.0] * n)
+        self.contribution.ends = store.variable(f"{self._key}.end_override", [-1.0] * n)
         # The phase lengths (steps) the run follows; -1: none yet.
-        self._planned_var = store.variable(f"{self._key}.planned", [-1.0] * n)
+        self.contribution.planned = store.variable(f"{self._key}.planned", [-1.0] * n)
         for i, detector in self._detectors.items():
             detector.attach(
                 store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
             )
 
-    def _resolve(self, plan) -> None:
-        epochs = plan.epochs
-        lengths = []
-        for p in self.phases[:-1]:
-            if "steps" in p:
-                lengths.append(float(p["steps"]))
-            elif "epochs" in p or "fraction" in p:
-                # Each phase's length in epochs, placed after the previous
-                # phases (epochs may differ in length with AdaptiveBatch).
-                span = p["epochs"] if "epochs" in p else p["fraction"] * epochs
-                start = sum(lengths)
-                if start >= NEVER:  # after a plateau-only phase
-                    end = self.epochs_to_steps(span, "phase lengths")
-                    lengths.append(float(max(1, end)))
-                    continue
-                start_epochs = plan.epochs_at(start, "PhaseLR", "phase lengths")
-                end = self.epochs_to_steps(start_epochs + span, "phase lengths")
-                lengths.append(float(max(1, end - start)))
-            else:
-                lengths.append(NEVER)
-        self._lengths = lengths = self._replanned(lengths)
-        spans = []
-        starts = [0.0]
-        for length in lengths:
-            starts.append(starts[-1] + length)
-        for i, p in enumerate(self.phases):
-            span = p["transition_steps"]
-            if span == "phase":  # the transition lasts the whole phase
-                if i < len(lengths):
-                    span = lengths[i]
-                else:
-                    end = self.epochs_to_steps(epochs, "a run-long phase")
-                    span = max(1.0, end - starts[i])
-                if span >= NEVER:
-                    raise ValueError(
-                        f"Phase {p['name']!r} has `transition_steps: phase` "
-                        "but no fixed length; give its length."
-                    )
-            spans.append(float(span))
-        self._transition_steps = spans
-
-    def _replanned(self, lengths: list[float]) -> list[float]:
-        """The lengths of a continued run whose length changed (`fit(...,
-        initial_epoch=k)` with other `epochs`): a phase that ended keeps its
-        end; the phase in progress and the later ones end where the new
-        plan puts them, never before the current step. Extending a run so
-        stretches the phase in progress and moves the last phase to the new
-        end, with no jump in the rate. Plateau-ended phases keep the plan.
-        """
-        planned = [float(v) for v in self._planned_var.numpy()]
-        if (
-            not self._continues_run
-            or not planned
-            or planned[0] < 0
-            or planned == lengths
-            or max(planned + lengths) >= NEVER
-        ):
-            return lengths
-        step = self._run_step
-        ends, previous = [], 0.0
-        for old, new in zip(np.cumsum(planned), np.cumsum(lengths), strict=True):
-            end = float(old) if old <= step else max(float(new), step)
-            ends.append(max(end, previous + 1.0))
-            previous = ends[-1]
-        return [float(v) for v in np.diff([0.0, *ends])]
-
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._planned_var.assign(np.asarray(self._lengths or [], "float32"))
+        self.contribution.planned.assign(
+            np.asarray(self.contribution.lengths or [], "float32")
+        )
         for detector in self._detectors.values():
             detector.decide_mode(self.model)
-        if self.peak_lr == AUTO and not float(self._peak_var.numpy()) > 0:
-            self._peak_var.assign(self._find_peak())
-            # The composer retraces only when its signature changes.
-            self._composer.prepare(self.model)
+        if self.peak_lr == AUTO and not float(self.contribution.peak.numpy()) > 0:
+            # Before the engine installs the composed rate (at the first
+            # epoch's start): the sweep trains through its own step.
+            self.contribution.peak.assign(self._find_peak())
 
     def assume_peak(self, value: float) -> None:
         """Sets the peak of `peak_lr="auto"` without a range test (used by
         `preview`, which has no data)."""
-        if self.peak_lr == AUTO and not float(self._peak_var.numpy()) > 0:
-            self._peak_var.assign(float(value))
-
-    def _fallback_rate(self) -> float:
-        step = np.float32(self._iterations)
-        return float(self._composer.original_rate(step, numpy_ops))
+        peak = self.contribution.peak
+        if self.peak_lr == AUTO and not float(peak.numpy()) > 0:
+            peak.assign(float(value))
 
     def _find_peak(self) -> float:
         from keras_multiphase import _keras_internals
         from keras_multiphase.lr_finder import find_lr
         from keras_multiphase.lr_finder.data import kind
 
-        fallback = self._fallback_rate()
+        fallback = self._plan.own_rate
         arguments = _keras_internals.fit_arguments()
         why = None
         if arguments is None:
@@ -483,50 +398,6 @@ class PhaseLR(LRCallback):
         )
         return fallback
 
-    def check_composition(self, composer) -> None:
-        original = composer.original
-        if (
-            isinstance(original, keras.optimizers.schedules.LearningRateSchedule)
-            and not self._warned_schedule
-        ):
-            warnings.warn(
-                "PhaseLR replaces the optimizer's own learning-rate schedule "
-                f"({type(original).__name__}) for this fit; the optimizer "
-                "gets it back when training ends.",
-                stacklevel=2,
-            )
-            self._warned_schedule = True
-
-    def trace_signature(self):
-        return (
-            tuple(p.get("lr", p.get("ratio")) for p in self.phases),
-            tuple(self._lengths or ()),
-            tuple(p["transition"] for p in self.phases),
-            tuple(self._transition_steps or ()),
-        )
-
-    # -- in-graph ------------------------------------------------------
-    def starts(self, xp=ops):
-        return phase_starts(self._lengths, value_of(self._end_var, xp), xp)
-
-    def base_rate(self, step, xp=ops):
-        return phase_rate(
-            step,
-            self._phase_rates(xp),
-            self._lengths,
-            [p["transition"] for p in self.phases],
-            self._transition_steps,
-            end_override=value_of(self._end_var, xp),
-            xp=xp,
-        )
-
-    def phase_at(self, step, xp=ops):
-        return phase_index(step, self.starts(xp), xp)
-
-    def phase_indices(self, names_or_indices) -> list[int]:
-        """Maps phase names (or indices) to indices; raises if unknown."""
-        return phase_indices("PhaseLR", self.phase_names, names_or_indices)
-
     # -- epoch level -----------------------------------------------------
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:
         if self.peak_lr is not None:
@@ -534,13 +405,15 @@ class PhaseLR(LRCallback):
         if not self._detectors:
             return
         step = self._run_step
-        current = int(self.phase_at(np.float32(max(step - 1, 0)), numpy_ops))
+        current = int(
+            self.contribution.phase_at(np.float32(max(step - 1, 0)), numpy_ops)
+        )
         detector = self._detectors.get(current)
         if detector is None or not detector.update(logs):
             return
-        ends = self._end_var.numpy().copy()
+        ends = self.contribution.ends.numpy().copy()
         ends[current] = float(step)
-        self._end_var.assign(ends)
+        self.contribution.ends.assign(ends)
         if self.verbose:
             say(
                 f"\nEpoch {epoch + 1}: PhaseLR: `{detector.monitor}` reached a "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_multiphase._messages import say
 from keras_multiphase._validation import (
@@ -13,9 +12,8 @@ from keras_multiphase._validation import (
     check_number,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.engine.composer import FLOOR
 from keras_multiphase.plateau import PlateauDetector
-from keras_multiphase.schedules.numpy_ops import value_of
+from keras_multiphase.schedules.scaling import ReductionFloor
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -62,8 +60,6 @@ class PlateauLR(LRCallback):
             an improvement must beat the best by `min_delta * |best|`.
     """
 
-    lr_role = FLOOR
-
     def __init__(
         self,
         monitor: str = "val_loss",
@@ -97,32 +93,22 @@ class PlateauLR(LRCallback):
         )
         for name, value in self._detector.get_config().items():
             setattr(self, name, value)
-        self._reduction = None
+        self.contribution = ReductionFloor(self.min_lr)
 
     def _create_state(self, store) -> None:
-        self._reduction = store.variable(f"{self._key}.reduction", 1.0)
+        self.contribution.reduction = store.variable(f"{self._key}.reduction", 1.0)
         self._detector.attach(
             store.variable(f"{self._key}.plateau", self._detector.initial_state())
         )
-
-    def _resolve(self, plan) -> None:
-        pass
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._detector.decide_mode(self.model)
 
-    def trace_signature(self):
-        return (self.min_lr,)
-
-    def apply_floor(self, step, rate, xp=ops):
-        floor = xp.minimum(rate, self.min_lr)
-        return xp.maximum(rate * value_of(self._reduction, xp), floor)
-
     @property
     def reduction(self) -> float:
         """The product of all reductions so far (1.0 before any)."""
-        return float(np.asarray(self._reduction.numpy()))
+        return float(np.asarray(self.contribution.reduction.numpy()))
 
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:
         if not self._detector.update(logs):
@@ -132,7 +118,7 @@ class PlateauLR(LRCallback):
         if current <= np.float32(self.min_lr):
             return
         new = max(self.reduction * self.factor, 1e-30)
-        self._reduction.assign(new)
+        self.contribution.reduction.assign(new)
         if self.verbose:
             rate = float(self._composer.evaluate(step))
             say(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-from keras import ops
 
 from keras_multiphase._validation import (
     check_bool,
@@ -15,11 +14,9 @@ from keras_multiphase._validation import (
     check_ratio,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.engine.composer import FACTOR
-from keras_multiphase.schedules.phase_schedule import NEVER
+from keras_multiphase.schedules.restarts_factor import RestartsFactor
 from keras_multiphase.schedules.warmup_cosine_restarts_schedule import (
     validate_cycle_args,
-    warmup_cosine_factor,
 )
 
 
@@ -89,8 +86,6 @@ class WarmupCosineRestarts(LRCallback):
             the warmup replaces the first steps of the first cycle.
     """
 
-    lr_role = FACTOR
-
     def __init__(
         self,
         first_cycle_steps: int | None = None,
@@ -143,120 +138,7 @@ class WarmupCosineRestarts(LRCallback):
         self.phases = phases
         self.start_epoch = start_epoch
         self.end_epoch = end_epoch
-        self._steps = None  # resolved: (warmup, cycle, scope start, scope end)
-        self._phase_ids = None
-
-    def _resolve(self, plan) -> None:
-        """Steps of the warmup, the scope and the first cycle, by the plan
-        (whose base schedule, resolved before this factor, gives the
-        phases' lengths)."""
-        steps, epochs = plan.steps, plan.epochs
-        warmup = self.warmup_steps
-        if self.warmup_epochs is not None:
-            warmup = self.epochs_to_steps(self.warmup_epochs, "`warmup_epochs`")
-        start, end = 0, None
-        if self.start_epoch is not None:
-            start = self.epochs_to_steps(self.start_epoch, "`start_epoch`")
-        if self.end_epoch is not None:
-            end = self.epochs_to_steps(self.end_epoch, "`end_epoch`")
-        cycle = self.first_cycle_steps
-        if self.first_cycle_epochs is not None:
-            cycle = max(
-                1, self.epochs_to_steps(self.first_cycle_epochs, "the cycle length")
-            )
-        self._steps = (warmup, cycle, start, end, steps, epochs)
-        self._phase_ids = self._phase_ids_of(plan.phases)
-        if cycle is None:
-            cycle = self._cycle_filling_scope(plan.phases, warmup, start, end)
-        if self.warmup_each_cycle and warmup >= cycle:
-            raise ValueError(
-                "With `warmup_each_cycle=True` the warmup must be shorter "
-                f"than a cycle. Received: warmup of {warmup} steps, cycle of "
-                f"{cycle} steps."
-            )
-        self._cycle = cycle
-
-    def _phase_ids_of(self, provider):
-        """The indices of the phases the schedule is limited to (or None)."""
-        if self.phases is None:
-            return None
-        if provider is None:
-            raise ValueError(
-                "WarmupCosineRestarts was limited to phases "
-                f"{self.phases}, but no PhaseLR is in the callbacks. Add "
-                "a PhaseLR or drop `phases`."
-            )
-        return provider.phase_indices(self.phases)
-
-    def _cycle_filling_scope(self, provider, warmup, start, end) -> int:
-        """Without a cycle length: one cycle over the scope, after the warmup."""
-        _, _, _, _, steps, epochs = self._steps
-        scope = self._scope_length(provider, start, end, steps, epochs)
-        cycle = scope - warmup
-        if cycle < 1 and self.min_ratio == 1.0:
-            return 1  # warmup then flat: the cycle length is irrelevant
-        if cycle < 1:
-            raise ValueError(
-                "WarmupCosineRestarts: the warmup "
-                f"({warmup} steps) fills its whole scope ({scope} steps). "
-                "Shorten the warmup or give `first_cycle_steps`."
-            )
-        return cycle
-
-    def _scope_length(self, provider, start, end, steps, epochs) -> int:
-        if self._phase_ids is not None:
-            # The last phase runs to the end of the run.
-            run_end = self.epochs_to_steps(epochs, "a run-long phase")
-            last = max(1, run_end - sum(provider.phase_lengths))
-            lengths = list(provider.phase_lengths) + [last]
-            total = sum(lengths[i] for i in set(self._phase_ids))
-            if total >= NEVER:
-                raise ValueError(
-                    "WarmupCosineRestarts covers a phase with no fixed length "
-                    f"({self.phases}); give `first_cycle_steps` or "
-                    "`first_cycle_epochs`."
-                )
-            return int(total)
-        if end is None:
-            end = self.epochs_to_steps(epochs, "a cycle spanning the run")
-        return end - start
-
-    def trace_signature(self):
-        return (self._steps, getattr(self, "_cycle", None), self._phase_ids)
-
-    def lr_factor(self, step, base, xp=ops):
-        warmup, _, start, end, _, _ = self._steps
-        if self._phase_ids is not None:
-            provider = self._plan.phases
-            starts = provider.starts(xp)
-            origin = starts[min(self._phase_ids)]
-            current = provider.phase_at(step, xp)
-            inside = xp.zeros_like(step) > 1.0
-            for i in self._phase_ids:
-                inside = xp.logical_or(inside, xp.equal(current, i))
-        else:
-            origin = xp.convert_to_tensor(float(start), "float32")
-            inside = step >= origin
-            if end is not None:
-                inside = xp.logical_and(inside, step < float(end))
-        if self.min_lr is not None:
-            min_ratio = xp.clip(self.min_lr / xp.maximum(base, 1e-30), 0.0, 1.0)
-        else:
-            min_ratio = self.min_ratio
-        factor = warmup_cosine_factor(
-            step - origin,
-            first_cycle_steps=self._cycle,
-            cycle_mult=self.cycle_mult,
-            cycle_decay=self.cycle_decay,
-            min_ratio=min_ratio,
-            warmup_steps=warmup,
-            warmup_start_ratio=self.warmup_start_ratio,
-            warmup_each_cycle=self.warmup_each_cycle,
-            max_cycles=self.max_cycles,
-            warmup_prefix=self.warmup_prefix,
-            xp=xp,
-        )
-        return xp.where(inside, factor, xp.ones_like(factor))
+        self.contribution = RestartsFactor(self.get_config())
 
     def get_config(self) -> dict:
         return {

@@ -17,31 +17,40 @@ optimizer's own step, and holds the rates of the run's steps.
 Factors come from WarmupCosineRestarts and AdaptiveBatch; PlateauLR's
 shrinking factor is applied last, with its `min_lr` floor.
 
-The path of a rate, in one direction:
+The engine's lifecycle, one verb per Keras hook of the rate callbacks
+(the callbacks call it; it calls only their contributions, the objects of
+`schedules/` described in `plan.py`, never a callback):
 
-1. `set_model`: each callback attaches as a provider (`add`) and creates
-   its epoch-level state in the optimizer's `StateStore`.
-2. `set_params` (before the train function is built): `configure` sizes
-   the rate table for the longest epoch, or, when epochs are too long
+1. `register` (`set_model`): each callback adds its contribution, whose
+   state variables it has created in the optimizer's `StateStore`. A fit
+   with `initial_epoch=0` starts a new run (`start_run`).
+2. `size` (`set_params`, before the train function is built): sizes the
+   rate table for the longest epoch, or, when epochs are too long
    (`table.TABLE_LIMIT`) or of unknown length, keeps the formulas in the
    step and has the optimizer track the state they read.
-3. `on_train_begin` (the first callback's): `prepare` makes the fit's
-   `Plan` (`plan.py`) and has every provider `resolve` its configuration
-   into steps by it (epochs, fractions, cycles), once per fit; each call
-   rebuilds the train function if what the step reads changed.
-4. Epoch start (`note_epoch_begin`, and `epoch_resized` after AdaptiveBatch
-   changed the batch size): the table must hold the epoch's rates. Rows
+3. `begin_fit` (`on_train_begin`, the first callback's): makes the fit's
+   `Plan` and has every contribution `resolve` its configuration into steps
+   by it (epochs, fractions, cycles), once per fit, base first. The
+   callbacks' own train-begin work follows (PhaseLR's range test).
+4. `begin_epoch` (`on_epoch_begin`; AdaptiveBatch's with the epoch's steps
+   once it has set the batch size): at the fit's first epoch the composed
+   rate goes on the optimizer, and the train function is rebuilt if what
+   the step reads changed. Then the table must hold the epoch's rates. Rows
    computed at an earlier epoch serve if they include this epoch's steps
    and every state value they were computed from is unchanged; else the
    composed rate of the table's steps from this one is computed in NumPy
-   from the providers' state and written to the table.
+   from the contributions' state and written to the table.
 5. Each step: `__call__` reads the step's row (one gather); eager PyTorch
    reads the host copy on the CPU, and gathers the row on the device when
    the optimizer lives on an accelerator (reading the step back to Python
    there would wait for the queued steps).
-6. Epoch end: callbacks decide (a plateau, a phase ended) and write their
-   state; step 4 of the next epoch turns it into rates. The rows the
-   epoch's steps read go to the per-step logs (`step_log.py`), if any.
+6. `end_epoch` (`on_epoch_end`, the first callback's): the epoch's rate and
+   phase for the logs, and the rows its steps read for the per-step logs
+   (`step_log.py`), before any decision. Then callbacks decide (a plateau,
+   a phase ended) and write their state; step 4 of the next epoch turns it
+   into rates.
+7. `release` (`on_train_end`, or when a fit that raised is over): with no
+   contribution left, the optimizer gets its own rate back.
 
 The formulas (`compose` with `xp=ops`) run in the step only in the
 fallback of step 2; in NumPy they fill the table, log the rate and serve
@@ -51,6 +60,8 @@ fallback of step 2; in NumPy they fill the table, log the rate and serve
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -58,7 +69,7 @@ from keras import ops
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_same_everywhere, process_count
 from keras_multiphase._state import state_store, unwrap_optimizer
-from keras_multiphase.engine.plan import Plan
+from keras_multiphase.engine.plan import BASE, FACTOR, FLOOR, Plan
 from keras_multiphase.engine.step_log import StepLog, tensorboard_dir
 from keras_multiphase.engine.table import (
     RateTable,
@@ -68,8 +79,11 @@ from keras_multiphase.engine.table import (
 )
 from keras_multiphase.schedules import numpy_ops
 
-# Order in which contributions are multiplied (only rounding depends on it).
-BASE, FACTOR, FLOOR = 0, 1, 2
+__all__ = ["BASE", "FACTOR", "FLOOR", "ComposedLearningRate"]
+
+# The engine of each optimizer (the inner one of a wrapper), from the first
+# registration until the last contribution is released.
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _unchanged(reads) -> bool:
@@ -164,18 +178,38 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.origin = None
         # Where each epoch's per-step values go (None: not logged).
         self.step_log: StepLog | None = None
+        # What each registration brought: log folders and configurations.
+        self._log_dirs: dict[str, object] = {}
+        self._configs: dict[str, dict] = {}
+        self.params: dict = {}
+        # This fit continues a run (`initial_epoch=k`).
+        self.continues_run = False
+        # The model of the running fit, and whether the composed rate is on
+        # its optimizer (from the first epoch's start to the fit's end).
+        self._model = None
+        self.installed = False
 
-    # -- contributions -------------------------------------------------
-    def add(self, key: str, provider) -> None:
-        if provider.lr_role == BASE:
+    # -- registration ----------------------------------------------------
+    def register(
+        self, key: str, contribution, new_run=None, log_dir=None, config=None
+    ) -> None:
+        """Adds a callback's contribution (at `set_model`). `new_run`: the fit
+        starts a new run (True), continues one (False) or is unknown (None,
+        callbacks driven by hand)."""
+        if contribution.role == BASE:
             for other_key, other in self.providers.items():
-                if other.lr_role == BASE and other_key != key:
+                if other.role == BASE and other_key != key:
                     raise ValueError(
                         "Only one base schedule (PhaseLR or OneCycle) can drive "
                         f"an optimizer. Received {key!r} while {other_key!r} "
                         "is attached."
                     )
-        self.providers[key] = provider
+        self.providers[key] = contribution
+        self._log_dirs[key] = log_dir
+        self._configs[key] = config or {}
+        if new_run:
+            self.start_run()
+        self.continues_run = new_run is False
         self.resolved = False
         self._epoch_cache = None
         self._step_hooks = None
@@ -183,6 +217,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def remove(self, key: str) -> None:
         self.providers.pop(key, None)
+        self._log_dirs.pop(key, None)
+        self._configs.pop(key, None)
         if not self.providers and self.step_log is not None:
             self.step_log.close()
             self.step_log = None
@@ -191,19 +227,17 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self._step_hooks = None
 
     def _sorted(self):
-        return sorted(self.providers.items(), key=lambda kv: (kv[1].lr_role, kv[0]))
+        return sorted(self.providers.items(), key=lambda kv: (kv[1].role, kv[0]))
 
     @property
     def phase_provider(self):
         for _, provider in self._sorted():
-            if provider.lr_role == BASE:
+            if provider.role == BASE:
                 return provider
         return None
 
     def signature(self):
-        return tuple(
-            (key, provider.trace_signature()) for key, provider in self._sorted()
-        )
+        return tuple((key, provider.signature()) for key, provider in self._sorted())
 
     # -- evaluation ----------------------------------------------------
     def original_rate(self, step, xp=ops):
@@ -243,11 +277,11 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         base = self.base_rate(step, xp)
         rate = base
         for _, provider in self._sorted():
-            if provider.lr_role == FACTOR:
-                rate = rate * provider.lr_factor(step, base, xp)
+            if provider.role == FACTOR:
+                rate = rate * provider.factor(step, base, xp)
         for _, provider in self._sorted():
-            if provider.lr_role == FLOOR:
-                rate = provider.apply_floor(step, rate, xp)
+            if provider.role == FLOOR:
+                rate = provider.floor(step, rate, xp)
         return rate
 
     def __call__(self, step):
@@ -326,18 +360,22 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             return xp.zeros_like(step)
         return xp.cast(provider.phase_at(step, xp), "float32")
 
-    def configure(self, params) -> None:
-        """Sizes the table for this fit (from `set_params`, before the train
+    # -- lifecycle: one verb per Keras hook -------------------------------
+    def size(self, params) -> None:
+        """Sizes the table for this fit (at `set_params`, before the train
         function is built: Keras < 3.10 on JAX fixes the layout of the
         training state there). Epochs longer than the table allows, or of
         unknown length, keep the formulas in the step, which read the
-        providers' state: the optimizer tracks it then."""
-        steps = (params or {}).get("steps")
+        contributions' state: the optimizer tracks it then. Once per fit."""
+        if self.configured:
+            return
+        self.params = dict(params or {})
+        steps = self.params.get("steps")
         for provider in self.providers.values():
-            longest = getattr(provider, "longest_epoch", None)
+            longest = getattr(provider, "longest", None)
             if longest is not None:
-                steps = longest(params)
-        capacity = capacity_for(steps, (params or {}).get("epochs"))
+                steps = longest
+        capacity = capacity_for(steps, self.params.get("epochs"))
         self.configured = True
         self._rows_read = None
         store = state_store(self.optimizer)
@@ -359,93 +397,132 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             variable = store.scratch("rate_table", shape, in_place_of=original)
             self.table = RateTable(variable, capacity, columns)
 
-    def resolve_providers(self, map_epochs: bool = True) -> None:
-        """Makes the fit's plan, then has each provider turn its
-        configuration into steps by it, then each check the others suit it.
+    def make_plan(self, map_epochs: bool = True) -> Plan:
+        """Makes the fit's plan, then has each contribution turn its
+        configuration into steps by it (base first), then each check it.
 
-        The plan's epoch map is the contribution of the provider that maps
-        epochs (AdaptiveBatch; `map_epochs=False`: none, as in `preview`,
-        where epochs keep their length).
+        The plan's epoch map is the contribution's that maps epochs
+        (AdaptiveBatch's; `map_epochs=False`: none, as in `preview`, where
+        epochs keep their length).
         """
-        params = next((p.params for _, p in self._sorted() if p.params), {}) or {}
-        steps, epochs = params.get("steps"), params.get("epochs")
-        mappers = [p for _, p in self._sorted() if p.maps_epochs and map_epochs]
-        epoch_map = mappers[0].build_epoch_map(epochs) if mappers else None
-        self.plan = Plan(steps, epochs, epoch_map, self.phase_provider)
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        mappers = [p for _, p in self._sorted() if getattr(p, "maps_epochs", False)]
+        original = self.original
+        self.plan = Plan(
+            steps,
+            epochs,
+            epoch_map=mappers[0].epoch_map if mappers and map_epochs else None,
+            phases=self.phase_provider,
+            run_step=float(self.run_step(np.float32(self._step()), numpy_ops)),
+            continues_run=self.continues_run,
+            own_rate=float(self.original_rate(np.float32(self._step()), numpy_ops)),
+            own_schedule=type(original).__name__
+            if isinstance(original, keras.optimizers.schedules.LearningRateSchedule)
+            else None,
+        )
         for _, provider in self._sorted():
             provider.resolve(self.plan)
         for _, provider in self._sorted():
-            provider.check_composition(self)
+            provider.check(self.plan)
+        return self.plan
 
-    def prepare(self, model) -> None:
-        """Resolves every contribution (once per fit, in one ordered pass),
-        then rebuilds the train function if what the step reads changed.
+    def _step(self) -> int:
+        """The optimizer's step (0 without an optimizer: `preview`)."""
+        if self.optimizer is None:
+            return 0
+        return step_count(unwrap_optimizer(self.optimizer).iterations)
 
-        Called from each attached callback's `on_train_begin`; all of them
-        have had `set_model` and `set_params` by then, so the first call
-        resolves them all. A later call (the auto peak found, OneCycle's
-        momentum variable installed) only checks what the step reads.
-        """
+    def begin_fit(self, model) -> Plan:
+        """Makes the plan and resolves every contribution by it, once per fit
+        (the first callback's `on_train_begin`; the later ones get the same
+        plan). Nothing is installed yet: the callbacks' own train-begin work
+        (the range test of `peak_lr="auto"`, OneCycle's momentum variable)
+        runs before the composed rate goes on the optimizer, at the first
+        epoch's start."""
         state_store(self.optimizer).agree()  # several processes: process 0's
+        self._model = model
         if not self.resolved:
             if process_count() > 1:
-                for key, provider in self._sorted():
-                    check_same_everywhere(key, provider.get_config())
-            self.resolve_providers()
+                for key, config in sorted(self._configs.items()):
+                    check_same_everywhere(key, config)
+            if not self.configured:  # callbacks called by hand, without fit
+                self.size({"steps": self._steps_per_epoch()})
+            self.make_plan()
             self.resolved = True
             self._open_step_log()  # once per fit: the fit's callbacks are known
-        if not self.configured:  # callbacks called by hand, without fit
-            self.configure({"steps": self._steps_per_epoch()})
-        # The table is written when the epoch starts; reads before that
-        # come from the formulas.
-        self._device_rows = False
-        self._epoch_steps = {}
-        self._epoch_cache = None
-        self._rows_read = None
+            # The table is written when the epoch starts.
+            self._device_rows = False
+            self._epoch_steps = {}
+            self._epoch_cache = None
+            self._rows_read = None
+            self.installed = False
+        return self.plan
+
+    def _install(self) -> None:
+        """The composed rate goes on the optimizer (once per fit, when the
+        first epoch starts, after every callback's `on_train_begin`), and the
+        train function is rebuilt if what the step reads changed: one build
+        at fit start."""
+        inner = unwrap_optimizer(self.optimizer)
+        _keras_internals.set_learning_rate_object(inner, self)
+        if isinstance(self.original, keras.Variable):
+            state_store(inner).effective_rate = (self.original, self.current_rate)
+        self.installed = True
         signature = (self.signature(), self._layout())
-        if signature != self.traced_signature:
-            model.make_train_function(force=True)
+        if signature != self.traced_signature and self._model is not None:
+            self._model.make_train_function(force=True)
             self.traced_signature = signature
 
     def _open_step_log(self) -> None:
         """Per-step logs go to a `keras.callbacks.TensorBoard`'s folder, or
         to the `log_dir` of a rate callback (the base schedule's first)."""
         callbacks = _keras_internals.running_fit_callbacks() or []
-        given = [p.log_dir for _, p in self._sorted() if p.log_dir is not None]
+        given = [self._log_dirs[k] for k, _ in self._sorted() if self._log_dirs.get(k)]
         directory = tensorboard_dir(callbacks) or (given[0] if given else None)
         if directory is not None and self.step_log is None:
-            self.step_log = StepLog(str(directory), sources=callbacks)
+            sources = [*callbacks, *self.providers.values()]
+            self.step_log = StepLog(str(directory), sources=sources)
 
     def _layout(self):
         if self.table is None:
             return None
         return (id(self.table.variable), self.table.capacity, self.table.columns)
 
-    def note_epoch_begin(self, epoch: int) -> None:
+    def begin_epoch(self, epoch: int, steps: int | None = None) -> None:
         """Records the first step of `epoch` and has the table hold the
         rates of its steps: the rows computed at an earlier epoch when they
         include this one and every state value they were computed from is
-        unchanged (no decision since), else rows computed now."""
-        if epoch not in self._epoch_steps:
-            state_store(self.optimizer).agree()  # the decisions of the last epoch
-            step = step_count(unwrap_optimizer(self.optimizer).iterations)
-            self._epoch_steps = {epoch: step}
-            self._epoch_cache = None
-            table = self.table
-            if table is None:
-                return
-            steps = self._steps_per_epoch()
-            if self._volatile() or not (
-                _unchanged(self._rows_read) and table.reuse(step, steps)
-            ):
-                recording = numpy_ops.Recording()
-                table.fill(step, steps, lambda s: self.rows(s, recording))
-                self._rows_read = recording.reads
-            # A read at the end of the epoch's last batch asks for the next
-            # epoch's first step: gathered only where its row was computed.
-            self._device_rows = table.holds_next() and _host_read_waits(
-                unwrap_optimizer(self.optimizer).iterations
-            )
+        unchanged (no decision since), else rows computed now. `steps`:
+        AdaptiveBatch set the epoch's batch size (and rate factor), so that
+        many steps (the rows are computed again). The first epoch of a fit
+        installs the composed rate first."""
+        if self.optimizer is not None and not self.installed:
+            self._install()
+        if steps is not None:
+            self.epoch_steps_hint = int(steps)
+            self._epoch_steps = {}
+            self._rows_read = None
+        if epoch in self._epoch_steps:
+            return
+        state_store(self.optimizer).agree()  # the decisions of the last epoch
+        step = self._step()
+        self._epoch_steps = {epoch: step}
+        self._epoch_cache = None
+        table = self.table
+        if table is None:
+            return
+        steps = self._steps_per_epoch()
+        if self._volatile() or not (
+            _unchanged(self._rows_read) and table.reuse(step, steps)
+        ):
+            recording = numpy_ops.Recording()
+            table.fill(step, steps, lambda s: self.rows(s, recording))
+            self._rows_read = recording.reads
+        # A read at the end of the epoch's last batch asks for the next
+        # epoch's first step: gathered only where its row was computed.
+        self._device_rows = table.holds_next() and _host_read_waits(
+            unwrap_optimizer(self.optimizer).iterations
+        )
 
     def _volatile(self) -> bool:
         """The base rate is a function the rows cannot check (a callable
@@ -460,37 +537,25 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             )
         )
 
-    def epoch_resized(self, epoch: int, steps: int) -> None:
-        """AdaptiveBatch changed the batch size at the start of `epoch`, to
-        `steps` steps (and its rate factor): notes the epoch again and
-        refreshes the table."""
-        self.epoch_steps_hint = int(steps)
-        self._epoch_steps = {}
-        self._epoch_cache = None
-        self._rows_read = None
-        self.note_epoch_begin(epoch)
-
     def _steps_per_epoch(self):
         if self.epoch_steps_hint:
             return int(self.epoch_steps_hint)
-        for provider in self.providers.values():
-            steps = (provider.params or {}).get("steps")
-            if steps:
-                return int(steps)
-        return None
+        steps = self.params.get("steps")
+        return int(steps) if steps else None
 
-    def epoch_values(self, epoch: int) -> tuple[float, int]:
-        """Rate and phase in effect for `epoch`: those at its first step.
+    def end_epoch(self, epoch: int) -> tuple[float, int]:
+        """Rate and phase in effect for `epoch`: those at its first step; the
+        epoch's steps go to the per-step logs.
 
-        Computed once per epoch, by the first callback that asks in
-        `on_epoch_end`, before any callback changes its state.
+        Computed once per epoch, by the first callback whose
+        `on_epoch_end` runs, before any callback changes its state.
         """
         # The epoch-end decisions may change the rows from here on.
         self._device_rows = False
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             step = self._epoch_steps.get(epoch)
             if step is None:
-                step = step_count(unwrap_optimizer(self.optimizer).iterations)
+                step = self._step()
             table = self.table
             if table is not None and table.covers(step):
                 rate = float(table.host_row(step)[0])  # the rate applied
@@ -542,40 +607,42 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def composer_of(optimizer) -> ComposedLearningRate | None:
-    """The optimizer's composed rate while a fit with this package's rate
-    callbacks runs (None otherwise)."""
-    rate = _keras_internals.learning_rate_object(unwrap_optimizer(optimizer))
-    return rate if isinstance(rate, ComposedLearningRate) else None
+    """The optimizer's engine while a fit with this package's rate callbacks
+    runs (None otherwise)."""
+    return _ENGINES.get(unwrap_optimizer(optimizer))
 
 
-def composer_for(optimizer) -> ComposedLearningRate:
-    """Returns the optimizer's composed rate, installing it if needed."""
+def engine_for(optimizer) -> ComposedLearningRate:
+    """Returns the optimizer's engine, creating it if needed. Nothing goes on
+    the optimizer until the first epoch starts (`begin_epoch`)."""
     inner = unwrap_optimizer(optimizer)
-    state_store(optimizer)
-    current = _keras_internals.learning_rate_object(inner)
-    if isinstance(current, ComposedLearningRate):
-        return current
-    composer = ComposedLearningRate(original=current, optimizer=inner)
-    composer.origin = state_store(optimizer).variable("engine.origin", 0.0)
-    _keras_internals.set_learning_rate_object(inner, composer)
-    if isinstance(current, keras.Variable):
-        state_store(optimizer).effective_rate = (current, composer.current_rate)
-    return composer
+    engine = _ENGINES.get(inner)
+    if engine is None:
+        current = _keras_internals.learning_rate_object(inner)
+        if isinstance(current, ComposedLearningRate):  # left by a crashed fit
+            current = current.original
+        engine = ComposedLearningRate(original=current, optimizer=inner)
+        engine.origin = state_store(optimizer).variable("engine.origin", 0.0)
+        _ENGINES[inner] = engine
+    return engine
 
 
 def release(optimizer, key: str) -> bool:
-    """Detaches `key`; restores the optimizer's own rate if none is left.
+    """Removes `key`'s contribution; with none left, the optimizer gets its
+    own rate back and the engine goes.
 
-    Returns True when the optimizer's rate was restored.
+    Returns True when the last contribution went.
     """
     inner = unwrap_optimizer(optimizer)
-    composer = _keras_internals.learning_rate_object(inner)
-    if not isinstance(composer, ComposedLearningRate):
+    engine = _ENGINES.get(inner)
+    if engine is None:
         return False
-    composer.remove(key)
-    if composer.providers:
+    engine.remove(key)
+    if engine.providers:
         return False
-    _keras_internals.set_learning_rate_object(inner, composer.original)
+    if engine.installed:
+        _keras_internals.set_learning_rate_object(inner, engine.original)
+    del _ENGINES[inner]
     store = state_store(optimizer)
     store.restore_displaced()
     store.effective_rate = None

@@ -51,7 +51,8 @@ def _writes() -> bool:
 class StepLog:
     """Writes per-step series into one TensorBoard folder.
 
-    `sources` are the fit's callbacks that hold per-epoch values
+    `sources` are the objects that hold per-epoch values (LossWeightBalancer,
+    AdaptiveBatch's contribution)
     (`step_series(count)` returns `{name: array of count values}`).
     """
 

@@ -1,14 +1,20 @@
-"""Piecewise-constant learning-rate phases with smooth transitions."""
+"""Learning-rate phases with smooth transitions: the formula (`phase_rate`),
+as a Keras schedule (`PhaseSchedule`), and as PhaseLR's contribution to the
+engine (`NamedPhases`: named phases resolved to steps by the fit's plan)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_multiphase._validation import check_non_negative, check_positive
+from keras_multiphase.engine.plan import BASE, Plan
+from keras_multiphase.schedules.numpy_ops import value_of
 
 TRANSITIONS = ("step", "linear", "cosine")
 # A phase that ends only on a plateau has no nominal end: it ends "never".
@@ -188,3 +194,170 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "transitions": list(self.transitions),
             "transition_steps": list(self.transition_steps),
         }
+
+
+def phase_indices(owner: str, phase_names, names_or_indices) -> list[int]:
+    """Maps phase names (or indices) to indices; raises if unknown. Shared
+    by the base contributions (PhaseLR's, OneCycle's)."""
+    out = []
+    for item in names_or_indices:
+        if isinstance(item, int) and 0 <= item < len(phase_names):
+            out.append(item)
+        elif item in phase_names:
+            out.append(phase_names.index(item))
+        else:
+            raise ValueError(
+                f"Unknown phase {item!r}. {owner} has phases {list(phase_names)}."
+            )
+    return out
+
+
+class NamedPhases:
+    """The base rate over PhaseLR's validated `phases`.
+
+    `relative`: phase rates are `ratio x peak`, the peak read from the
+    state variable `peak`. The other state: `ends` (the step at which a
+    plateau ended each phase, -1 if none) and `planned` (the lengths the
+    run follows, for extending it). PhaseLR creates the variables and
+    takes the epoch-end decisions; this object only computes.
+    """
+
+    role = BASE
+
+    def __init__(self, phases: list[dict], relative: bool):
+        self.phases = phases
+        self.relative = relative
+        self.peak = None  # state variables, set by PhaseLR
+        self.ends = None
+        self.planned = None
+        self.lengths: list[float] | None = None
+        self.transition_steps: list[float] | None = None
+        self._warned_schedule = False
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [p["name"] for p in self.phases]
+
+    @property
+    def phase_lengths(self) -> list[float]:
+        """Lengths in steps of all phases but the last (`NEVER` for one that
+        ends only on a plateau)."""
+        return list(self.lengths or ())
+
+    def phase_indices(self, names_or_indices) -> list[int]:
+        return phase_indices("PhaseLR", self.phase_names, names_or_indices)
+
+    # -- resolution --------------------------------------------------------
+    def resolve(self, plan: Plan) -> None:
+        """Each phase's length and transition in steps, by the plan."""
+        self.lengths = self._replanned(self._lengths(plan), plan)
+        starts = np.concatenate([[0.0], np.cumsum(self.lengths)])
+        spans = []
+        for i, p in enumerate(self.phases):
+            span = p["transition_steps"]
+            if span == "phase":  # the transition lasts the whole phase
+                if i < len(self.lengths):
+                    span = self.lengths[i]
+                else:
+                    end = plan.epochs_to_steps(
+                        plan.epochs, "PhaseLR", "a run-long phase"
+                    )
+                    span = max(1.0, end - float(starts[i]))
+                if span >= NEVER:
+                    raise ValueError(
+                        f"Phase {p['name']!r} has `transition_steps: phase` "
+                        "but no fixed length; give its length."
+                    )
+            spans.append(float(span))
+        self.transition_steps = spans
+
+    def _lengths(self, plan: Plan) -> list[float]:
+        lengths = []
+        for p in self.phases[:-1]:
+            if "steps" in p:
+                lengths.append(float(p["steps"]))
+            elif "epochs" in p or "fraction" in p:
+                # Each phase's length in epochs, placed after the previous
+                # phases (epochs may differ in length with AdaptiveBatch).
+                span = p["epochs"] if "epochs" in p else p["fraction"] * plan.epochs
+                start = sum(lengths)
+                if start >= NEVER:  # after a plateau-only phase
+                    end = plan.epochs_to_steps(span, "PhaseLR", "phase lengths")
+                    lengths.append(float(max(1, end)))
+                    continue
+                start_epochs = plan.epochs_at(start, "PhaseLR", "phase lengths")
+                end = plan.epochs_to_steps(
+                    start_epochs + span, "PhaseLR", "phase lengths"
+                )
+                lengths.append(float(max(1, end - start)))
+            else:
+                lengths.append(NEVER)
+        return lengths
+
+    def _replanned(self, lengths: list[float], plan: Plan) -> list[float]:
+        """The lengths of a continued run whose length changed (`fit(...,
+        initial_epoch=k)` with other `epochs`): a phase that ended keeps its
+        end; the phase in progress and the later ones end where the new
+        plan puts them, never before the current step. Extending a run so
+        stretches the phase in progress and moves the last phase to the new
+        end, with no jump in the rate. Plateau-ended phases keep the plan.
+        """
+        planned = [float(v) for v in self.planned.numpy()]
+        if (
+            not plan.continues_run
+            or not planned
+            or planned[0] < 0
+            or planned == lengths
+            or max(planned + lengths) >= NEVER
+        ):
+            return lengths
+        step = plan.run_step
+        ends, previous = [], 0.0
+        for old, new in zip(np.cumsum(planned), np.cumsum(lengths), strict=True):
+            end = float(old) if old <= step else max(float(new), step)
+            ends.append(max(end, previous + 1.0))
+            previous = ends[-1]
+        return [float(v) for v in np.diff([0.0, *ends])]
+
+    def check(self, plan: Plan) -> None:
+        if plan.own_schedule is not None and not self._warned_schedule:
+            warnings.warn(
+                "PhaseLR replaces the optimizer's own learning-rate schedule "
+                f"({plan.own_schedule}) for this fit; the optimizer gets it "
+                "back when training ends.",
+                stacklevel=2,
+            )
+            self._warned_schedule = True
+
+    def signature(self):
+        return (
+            tuple(p.get("lr", p.get("ratio")) for p in self.phases),
+            tuple(self.lengths or ()),
+            tuple(p["transition"] for p in self.phases),
+            tuple(self.transition_steps or ()),
+        )
+
+    # -- functions of the run's step ---------------------------------------
+    def rates(self, xp):
+        """Each phase's rate for evaluator `xp`; ratios times the peak."""
+        if not self.relative:
+            return [p["lr"] for p in self.phases]
+        peak = value_of(self.peak, xp)
+        return [p["lr"] if "lr" in p else p["ratio"] * peak for p in self.phases]
+
+    def starts(self, xp=ops):
+        return phase_starts(self.lengths, value_of(self.ends, xp), xp)
+
+    def base_rate(self, step, xp=ops):
+        return phase_rate(
+            step,
+            self.rates(xp),
+            self.lengths,
+            [p["transition"] for p in self.phases],
+            self.transition_steps,
+            end_override=value_of(self.ends, xp),
+            xp=xp,
+        )
+
+    def phase_at(self, step, xp=ops):
+        return phase_index(step, self.starts(xp), xp)
