@@ -121,7 +121,7 @@ def callback_model(callback):
 def track_metric_variable(metric, variable) -> None:
     """Makes `metric` track a variable created with an aggregation
     `Metric.add_variable` does not allow (on-write, no aggregation: see
-    `LossWeightBalancer`'s `_LossWeights`); metrics track through their
+    `balancing/loss_weights.py`'s `LossWeights`); metrics track through their
     private `_tracker`."""
     metric._tracker.add_to_store("variables", variable)
 

@@ -88,6 +88,14 @@ class HostState:
         return keras.ops.convert_to_tensor(self._value)
 
 
+class HostStore:
+    """The state store of `preview`: plain values, nothing tracked."""
+
+    def variable(self, key: str, value, in_step: bool = False) -> HostState:
+        # The same host-side state training keeps between epochs.
+        return HostState(key, value)
+
+
 class StateStore(KerasSaveable):
     """Named float32 variables tracked by one optimizer."""
 

@@ -2,9 +2,9 @@
 
 `Source` serves `rebuild(batch_size)`'s data (arrays, a `PyDataset`, a
 `tf.data.Dataset`) at one batch size, shuffled per epoch, every sample once;
-`AdaptiveData` is what `fit` iterates (the source of the epoch's size);
 `EpochMap` converts epochs to steps when epochs differ in length. The
-callback that decides the sizes is `callbacks/adaptive_batch.py`.
+callback that decides the sizes, and what `fit` iterates (`AdaptiveData`),
+are in `callbacks/adaptive_batch.py`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import math
 
 import keras
 import numpy as np
-
-from keras_multiphase._distribution import replicas
 
 
 def _is_tf_dataset(data) -> bool:
@@ -149,22 +147,3 @@ class EpochMap:
         whole = min(whole, len(self.steps))
         last = self.steps[min(whole, len(self.steps) - 1)]
         return whole + (step - self.starts[whole]) / last
-
-
-class AdaptiveData(keras.utils.PyDataset):
-    """What to pass to `fit` with AdaptiveBatch: `model.fit(adaptive.data)`."""
-
-    def __init__(self, owner):
-        super().__init__()
-        self._owner = owner
-
-    @property
-    def num_batches(self):
-        return self._owner._source().length
-
-    def __getitem__(self, index):
-        if not self._owner._shardable_checked:
-            # JAX `fit` takes a first batch (to build the model) before any
-            # callback hook runs: check here that devices can split them.
-            self._owner._check_shardable(replicas(None))
-        return self._owner._source()[index]

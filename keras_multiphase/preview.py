@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_multiphase._state import HostState
-
-
-class _HostStore:
-    """The state store of `preview`: plain values, nothing tracked."""
-
-    def variable(self, key: str, value, in_step: bool = False) -> HostState:
-        # The same host-side state training keeps between epochs.
-        return HostState(key, value)
+from keras_multiphase._state import HostStore
 
 
 def preview(
@@ -64,7 +56,7 @@ def preview(
     params = {"epochs": epochs, "steps": steps_per_epoch, "verbose": 0}
     composer = ComposedLearningRate(original=float(base_lr))
     composer.params = params
-    store = _HostStore()
+    store = HostStore()
     lr_callbacks = [c for c in callbacks if isinstance(c, LRCallback)]
     for callback in lr_callbacks:
         callback.register_for_preview(composer, store, params)

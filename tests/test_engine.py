@@ -590,9 +590,7 @@ def test_resolved_once_per_fit_and_one_step_function(monkeypatch, peak):
         resolved["pass"] += 1
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(
-        composer_module.ComposedLearningRate, "make_plan", counting
-    )
+    monkeypatch.setattr(composer_module.ComposedLearningRate, "make_plan", counting)
     x = np.random.default_rng(0).normal(size=(80, 4)).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile("adam", "mse")
@@ -624,3 +622,37 @@ def test_resolved_once_per_fit_and_one_step_function(monkeypatch, peak):
         assert len(used) == built if fit == 1 else len(used) <= built
         if keras.backend.backend() != "torch":  # compiled: traced once each
             assert len(functions) == len(used)
+
+
+def test_the_range_test_runs_before_the_composed_rate_goes_on(monkeypatch):
+    """With `peak_lr="auto"` the sweep trains on the optimizer's own rate
+    object, swapped for the sweep and back; the composed rate goes on once,
+    after it (when the first epoch starts), and comes off once at the end:
+    nothing of the engine is swapped out in between."""
+    from keras_multiphase import _keras_internals
+
+    installed = []
+    original = _keras_internals.set_learning_rate_object
+
+    def recording(optimizer, value):
+        installed.append(type(value).__name__)
+        return original(optimizer, value)
+
+    monkeypatch.setattr(_keras_internals, "set_learning_rate_object", recording)
+    x = np.random.default_rng(0).normal(size=(80, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    callbacks = keras_multiphase.preset("multiphase")
+    callbacks[0].range_test.update(num_steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an inconclusive sweep falls back
+        model.fit(
+            x,
+            x.sum(1, keepdims=True),
+            batch_size=8,
+            epochs=2,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    own = type(model.optimizer._learning_rate).__name__
+    assert installed == ["_Sweep", own, "ComposedLearningRate", own]

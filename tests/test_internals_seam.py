@@ -99,7 +99,6 @@ OWN_STORES = {
     ("_state.py", "state.variable"): "HostState, the package's own",
     ("engine/composer.py", "engine.origin"): "the engine",
     ("engine/composer.py", "store.effective_rate"): "StateStore",
-    ("engine/composer.py", "state_store(inner).effective_rate"): "StateStore",
     ("preview.py", "composer.params"): "the engine",
     ("preset.py", "callbacks[0].train_begin_notes"): "a callback of the package",
     ("preset.py", "callbacks[0].log_dir"): "a callback of the package",

@@ -86,6 +86,10 @@ def test_backup_and_restore_resumes_the_same_trajectory(reference, tmp_dir):
     )
     assert history["phase"] == ref_history["phase"][4:]
     np.testing.assert_allclose(weight(model), ref_weight, rtol=1e-5)
+    # The checkpoint held the rate in effect in the optimizer's rate slot and
+    # the variable's own value beside it: the restored optimizer has its own
+    # rate back once the fit ends.
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.1)
 
 
 def test_initial_epoch_restart_resumes_the_same_trajectory(reference):

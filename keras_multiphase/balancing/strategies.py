@@ -1,9 +1,10 @@
 """How LossWeightBalancer turns component losses into weights.
 
 Each strategy is a small class with `needs_history` (epochs of losses it
-needs before it can act) and `propose(state) -> raw weights`, registered by
-name in `STRATEGIES`. The formulas are plain NumPy so the tests check them
-against independent references and the callback stays thin.
+needs before it can act) and `propose(state, targets, temperature) -> raw
+weights`, registered by name in `STRATEGIES`. The formulas are plain NumPy
+so the tests check them against independent references and the callback
+stays thin.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class Magnitude:
 
     needs_history = 1
 
-    def propose(self, balancer, state):
-        return magnitude_weights(state["ema"], balancer.target_vector)
+    def propose(self, state, targets, temperature):
+        return magnitude_weights(state["ema"], targets)
 
 
 class DWA:
@@ -48,8 +49,8 @@ class DWA:
 
     needs_history = 2
 
-    def propose(self, balancer, state):
-        return dwa_weights(state["last"], state["before"], balancer.temperature)
+    def propose(self, state, targets, temperature):
+        return dwa_weights(state["last"], state["before"], temperature)
 
 
 class Schedule:
@@ -57,7 +58,7 @@ class Schedule:
 
     needs_history = 0
 
-    def propose(self, balancer, state):
+    def propose(self, state, targets, temperature):
         return None  # handled in on_epoch_begin
 
 
@@ -66,7 +67,7 @@ class Fixed:
 
     needs_history = 0
 
-    def propose(self, balancer, state):
+    def propose(self, state, targets, temperature):
         return None
 
 

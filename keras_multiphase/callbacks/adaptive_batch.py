@@ -16,7 +16,7 @@ from keras_multiphase._validation import (
     check_int,
     check_mapping_keys,
 )
-from keras_multiphase.batching import AdaptiveData, EpochMap, Source
+from keras_multiphase.batching import EpochMap, Source
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules.scaling import BatchScale
@@ -32,6 +32,28 @@ GROW_KEYS = (
     "factor",
     "max_batch_size",
 )
+
+
+class AdaptiveData(keras.utils.PyDataset):
+    """What to pass to `fit` with AdaptiveBatch: `model.fit(adaptive.data)`.
+
+    The callback's face to `fit`: each epoch, the batches of the source the
+    callback set for it."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self._owner = owner
+
+    @property
+    def num_batches(self):
+        return self._owner._source().length
+
+    def __getitem__(self, index):
+        if not self._owner._shardable_checked:
+            # JAX `fit` takes a first batch (to build the model) before any
+            # callback hook runs: check here that devices can split them.
+            self._owner._check_shardable(replicas(None))
+        return self._owner._source()[index]
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")

@@ -20,59 +20,13 @@ from keras_multiphase._validation import (
     check_non_negative,
     check_positive,
 )
+from keras_multiphase.balancing.loss_weights import LossWeights
 from keras_multiphase.balancing.strategies import STRATEGIES
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.callbacks.lr_callback import LRCallback, check_backup_order
 from keras_multiphase.engine.plan import BASE
 
 NORMALIZE = ("count", "initial_sum", "none")
-
-
-class _LossWeights(keras.metrics.Metric):
-    """Holds the loss weights the compiled step multiplies by.
-
-    A metric of the model's compiled loss: JAX passes metric variables into
-    the traced loss computation (an untracked variable would be frozen
-    there), `reset_metrics()` leaves them alone, and checkpoints do not
-    contain them, so weights files load into models built without this
-    package. The values survive resumes through the optimizer's state store.
-    """
-
-    def __init__(self, names, initial, **kwargs):
-        super().__init__(name="keras_multiphase_loss_weights", **kwargs)
-        self.initial = np.asarray(initial, "float64")  # from compile()
-        self.weights_vars = [
-            self._weight_variable(f"{name}_loss_weight", float(w))
-            for name, w in zip(names, initial, strict=True)
-        ]
-
-    def _weight_variable(self, name: str, value: float):
-        # Not `add_variable`: metric variables are sync-on-read with SUM
-        # aggregation, so under tf.distribute a callback's assign would be
-        # split between the replicas (each would read value / replicas).
-        # Written once from the callback, read by every replica: on-write,
-        # no aggregation.
-        with keras.name_scope(self.name.replace("/", ">"), caller=self):
-            variable = _keras_internals.variable(
-                initializer=keras.initializers.Constant(value),
-                shape=(),
-                dtype=self.dtype,
-                trainable=False,
-                aggregation="none",
-                synchronization="on_write",
-                name=name,
-            )
-        _keras_internals.track_metric_variable(self, variable)
-        return variable
-
-    def update_state(self, *args, **kwargs):
-        pass
-
-    def reset_state(self):
-        pass
-
-    def result(self):
-        return {}
 
 
 def _check_smoothing(smoothing) -> float:
@@ -252,7 +206,9 @@ class LossWeightBalancer(EpochCallback):
         self.use_validation = bool(use_validation)
         self.verbose = check_int("verbose", verbose)
         self._names: list[str] = []
-        self._metric = None
+        # The weights in the step (None: compile's, unchanged); also what
+        # the per-step logs read (`step_source`).
+        self._metric = self.step_source = None
         self._compile_loss = None
         self._pending = False
         self._constant = False  # `fixed` at the compiled weights: no variables
@@ -361,11 +317,11 @@ class LossWeightBalancer(EpochCallback):
         self._names = [entry.name for entry in flat]
         self._constant = False
         if len(flat) < 2:
-            self._metric = None
+            self._metric = self.step_source = None
             return
         existing = _keras_internals.attached(compile_loss, "_keras_multiphase_weights")
         if existing is not None:
-            self._metric = existing
+            self._metric = self.step_source = existing
             self._initial = existing.initial
         else:
             initial = [
@@ -376,18 +332,18 @@ class LossWeightBalancer(EpochCallback):
                 # The compiled loss already multiplies by these weights, as
                 # constants; variables would only add to the state every
                 # step carries (on JAX, a cost per variable and step).
-                self._metric = None
+                self._metric = self.step_source = None
                 self._initial = np.asarray(initial, "float64")
                 self._constant = True
                 return
             with creation_scope(model):
-                metric = _LossWeights(self._names, initial)
+                metric = LossWeights(self._names, initial)
             self._initial = metric.initial
             _keras_internals.replace_loss_weights(
                 compile_loss, metric, metric.weights_vars
             )
             _keras_internals.attach(compile_loss, "_keras_multiphase_weights", metric)
-            self._metric = metric
+            self._metric = self.step_source = metric
             if retrace:
                 # A step traced before used constant weights: trace it again.
                 _keras_internals.forget_train_function(model)
@@ -526,17 +482,6 @@ class LossWeightBalancer(EpochCallback):
         for var, value in zip(self._metric.weights_vars, weights, strict=True):
             var.assign(float(value))
 
-    def step_series(self, count: int) -> dict:
-        """The weights the epoch's `count` steps multiplied (set when the
-        epoch began), for the per-step logs; none while compile's weights
-        are in the step unchanged."""
-        if self._metric is None:
-            return {}
-        return {
-            f"loss_weight/{name}": np.full(count, float(var.numpy()), "float32")
-            for name, var in zip(self._names, self._metric.weights_vars, strict=True)
-        }
-
     def _scheduled_weights(self, epoch):
         current = dict(zip(self._names, self._initial, strict=True))
         epochs = sorted(k for k in self.schedule if isinstance(k, int))
@@ -600,7 +545,7 @@ class LossWeightBalancer(EpochCallback):
         )
         if not due:
             return
-        raw = self._strategy.propose(self, state)
+        raw = self._strategy.propose(state, self.target_vector, self.temperature)
         if raw is None:
             return
         new = self._finish(np.asarray(raw, "float64"), weights, state)

@@ -465,8 +465,6 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         at fit start."""
         inner = unwrap_optimizer(self.optimizer)
         _keras_internals.set_learning_rate_object(inner, self)
-        if isinstance(self.original, keras.Variable):
-            state_store(inner).effective_rate = (self.original, self.current_rate)
         self.installed = True
         signature = (self.signature(), self._layout())
         if signature != self.traced_signature and self._model is not None:
@@ -480,8 +478,9 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         given = [self._log_dirs[k] for k, _ in self._sorted() if self._log_dirs.get(k)]
         directory = tensorboard_dir(callbacks) or (given[0] if given else None)
         if directory is not None and self.step_log is None:
-            sources = [*callbacks, *self.providers.values()]
-            self.step_log = StepLog(str(directory), sources=sources)
+            self.step_log = StepLog(
+                str(directory), callbacks, sources=list(self.providers.values())
+            )
 
     def _layout(self):
         if self.table is None:
@@ -516,7 +515,8 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             _unchanged(self._rows_read) and table.reuse(step, steps)
         ):
             recording = numpy_ops.Recording()
-            table.fill(step, steps, lambda s: self.rows(s, recording))
+            rows = self.rows(table.steps_from(step), recording)
+            table.fill(step, steps, rows)
             self._rows_read = recording.reads
         # A read at the end of the epoch's last batch asks for the next
         # epoch's first step: gathered only where its row was computed.
@@ -588,17 +588,16 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.step_log.write(steps, series)
 
     def current_rate(self) -> float:
-        """The rate the next step will use."""
-        step = float(step_count(unwrap_optimizer(self.optimizer).iterations))
+        """The rate the next step will use (the optimizer's own before the
+        contributions are resolved: a save between `set_model` and
+        `on_train_begin`)."""
+        step = np.float32(self._step())
+        if not self.resolved:
+            return float(self.original_rate(step, numpy_ops))
         return float(self.evaluate(step))
 
     # -- serialization -------------------------------------------------
     def get_config(self) -> dict:
-        if not self.resolved:
-            # Between `set_model` and `on_train_begin` (Keras's TensorBoard
-            # saves the model's config there): the phases have no steps yet.
-            step = np.float32(step_count(self.optimizer.iterations))
-            return {"learning_rate": float(self.original_rate(step, numpy_ops))}
         return {"learning_rate": self.current_rate()}
 
     @classmethod
@@ -622,7 +621,13 @@ def engine_for(optimizer) -> ComposedLearningRate:
         if isinstance(current, ComposedLearningRate):  # left by a crashed fit
             current = current.original
         engine = ComposedLearningRate(original=current, optimizer=inner)
-        engine.origin = state_store(optimizer).variable("engine.origin", 0.0)
+        store = state_store(optimizer)
+        engine.origin = store.variable("engine.origin", 0.0)
+        if isinstance(current, keras.Variable):
+            # Checkpoints hold the rate in effect in the variable's slot and
+            # its own value beside it (`_state.py`), from registration on:
+            # BackupAndRestore loads before the composed rate goes on.
+            store.effective_rate = (current, engine.current_rate)
         _ENGINES[inner] = engine
     return engine
 

@@ -51,13 +51,15 @@ def _writes() -> bool:
 class StepLog:
     """Writes per-step series into one TensorBoard folder.
 
-    `sources` are the objects that hold per-epoch values (LossWeightBalancer,
-    AdaptiveBatch's contribution)
-    (`step_series(count)` returns `{name: array of count values}`).
+    `callbacks` are the fit's: a callback's `step_source` attribute, when
+    set, holds per-epoch values (LossWeightBalancer's weights); `sources`
+    hold them themselves (AdaptiveBatch's contribution). Either way
+    `step_series(count)` returns `{name: array of count values}`.
     """
 
-    def __init__(self, directory: str, sources=()):
+    def __init__(self, directory: str, callbacks=(), sources=()):
         self.directory = directory
+        self.callbacks = [c for c in callbacks if hasattr(c, "step_source")]
         self.sources = [s for s in sources if hasattr(s, "step_series")]
         self._writer = EventFile(directory) if _writes() else None
 
@@ -67,7 +69,8 @@ class StepLog:
         if self._writer is None or len(steps) == 0:
             return
         series = dict(series)
-        for source in self.sources:
+        held = [c.step_source for c in self.callbacks]  # set when known
+        for source in [*self.sources, *(s for s in held if s is not None)]:
             series.update(source.step_series(len(steps)))
         shape = (len(steps),)
         self._writer.write_scalars(

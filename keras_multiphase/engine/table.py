@@ -74,12 +74,16 @@ class RateTable:
         self.computed = (0, 0)
         self.filled = (0, 0)
 
-    def fill(self, start: int, count, rows) -> None:
-        """Stores `rows(steps)` (an array of shape `(len(steps), 1 +
-        columns)`) for the `capacity` steps from `start`; the epoch
-        starting there has `count` steps (None: `capacity`)."""
-        steps = np.arange(int(start), int(start) + self.capacity)
-        self.host[steps % self.capacity] = rows(steps)
+    def steps_from(self, start: int) -> np.ndarray:
+        """The `capacity` steps a fill from `start` holds."""
+        return np.arange(int(start), int(start) + self.capacity)
+
+    def fill(self, start: int, count, rows: np.ndarray) -> None:
+        """Stores `rows` (shape `(capacity, 1 + columns)`: the rows of
+        `steps_from(start)`); the epoch starting at `start` has `count`
+        steps (None: `capacity`)."""
+        steps = self.steps_from(start)
+        self.host[steps % self.capacity] = rows
         self.variable.assign(self.host)
         self.computed = (int(start), self.capacity)
         self._use(start, count)
