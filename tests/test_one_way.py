@@ -120,7 +120,7 @@ def test_no_module_calls_back_into_its_caller(tmp_path):
         callbacks = keras_multiphase.preset("multiphase", peak_lr=1e-3)
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
         model = _two_heads()
-        adaptive = AdaptiveBatch(lambda b: (x, y, None), {0: 16, 1: 8})
+        adaptive = AdaptiveBatch(lambda b: (x, y), {0: 16, 1: 8})
         callbacks = [
             OneCycle(max_lr=1e-2, log_dir=str(tmp_path / "b")),
             adaptive,
