@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # Public name -> module that defines it.
 _EXPORTS = {
     "AdaptiveBatch": "keras_multiphase.callbacks",
+    "LayerRates": "keras_multiphase.callbacks",
     "LossWeightBalancer": "keras_multiphase.callbacks",
     "OneCycle": "keras_multiphase.callbacks",
     "PhaseLR": "keras_multiphase.callbacks",

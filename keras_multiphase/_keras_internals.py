@@ -395,3 +395,59 @@ def set_progbar_target(progbar, steps: int) -> None:
     which `fit` fixes once per call (AdaptiveBatch changes it per epoch);
     `ProgbarLogger` has no public setter."""
     progbar.target = steps
+
+
+_UPDATES = ("_backend_update_step", "_apply_weight_decay")
+
+
+def scale_variable_updates(optimizer, group_of: dict, multipliers) -> None:
+    """Makes this optimizer instance update each group of variables at the
+    rate in effect times the group's multiplier (`multipliers[g]`, a
+    variable the step reads; `group_of`: variable id -> g).
+
+    Keras's `apply` (3.8.0 and 3.15.1, every backend) decays the weights with
+    `_apply_weight_decay(variables)`, which reads `weight_decay` and the
+    rate itself, then updates them with `_backend_update_step(grads,
+    variables, learning_rate)` (TensorFlow's distributes it, PyTorch's runs
+    its fused `_parallel_update_step`). Calling each once per group, with
+    the rate and the decay scaled, gives every group its own rate for every
+    optimizer, where a gradient scale would be divided out by Adam. Keras
+    has no per-variable rate (keras#5920, tensorflow#47906).
+    """
+    update = type(optimizer)._backend_update_step.__get__(optimizer)
+    decay = type(optimizer)._apply_weight_decay.__get__(optimizer)
+
+    def grouped(variables):
+        groups: dict[int, list[int]] = {}
+        for i, variable in enumerate(variables):
+            groups.setdefault(group_of.get(id(variable), -1), []).append(i)
+        return groups.items()
+
+    def multiplier(g):
+        return 1.0 if g < 0 else multipliers[g]
+
+    def backend_update_step(grads, variables, learning_rate):
+        for g, idx in grouped(variables):
+            chosen = [variables[i] for i in idx]
+            update([grads[i] for i in idx], chosen, learning_rate * multiplier(g))
+
+    def apply_weight_decay(variables):
+        rate = optimizer.weight_decay
+        if rate is None:
+            return decay(variables)
+        try:
+            for g, idx in grouped(variables):
+                object.__setattr__(optimizer, "weight_decay", rate * multiplier(g))
+                decay([variables[i] for i in idx])
+        finally:
+            object.__setattr__(optimizer, "weight_decay", rate)
+
+    object.__setattr__(optimizer, "_backend_update_step", backend_update_step)
+    object.__setattr__(optimizer, "_apply_weight_decay", apply_weight_decay)
+
+
+def unscale_variable_updates(optimizer) -> None:
+    """Gives the optimizer its class's updates back (removes the instance's
+    replacements made by `scale_variable_updates`) when the fit ends."""
+    for name in _UPDATES:
+        vars(optimizer).pop(name, None)

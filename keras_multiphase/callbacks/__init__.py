@@ -1,6 +1,7 @@
 """Keras callbacks of keras-multiphase."""
 
 from keras_multiphase.callbacks.adaptive_batch import AdaptiveBatch
+from keras_multiphase.callbacks.layer_rates import LayerRates
 from keras_multiphase.callbacks.loss_weight_balancer import LossWeightBalancer
 from keras_multiphase.callbacks.monitor import (
     TrainingDynamicsMonitor,
@@ -15,6 +16,7 @@ from keras_multiphase.callbacks.warmup_cosine_restarts import (
 
 __all__ = [
     "AdaptiveBatch",
+    "LayerRates",
     "LossWeightBalancer",
     "OneCycle",
     "PhaseLR",

@@ -1,0 +1,164 @@
+"""LayerRates: each layer moves by its multiplier times the rate, inside the
+compiled step, on every backend and optimizer."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_multiphase import LayerRates, PhaseLR
+
+
+def parallel(optimizer):
+    """out = trunk(x) + head(x), one weight each (ones), loss = mean(out):
+    with x = 1 each weight's gradient is exactly 1."""
+    x = keras.Input((1,))
+    trunk = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="ones", name="trunk"
+    )
+    head = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", name="head")
+    out = keras.layers.Add()([trunk(x), head(x)])
+    model = keras.Model(x, out)
+    model.compile(optimizer, loss=lambda t, p: ops.mean(p))
+    return model
+
+
+def fit(model, callbacks, epochs=1):
+    x = np.ones((8, 1), "float32")
+    model.fit(
+        x, np.zeros_like(x), batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks
+    )
+
+
+def weights(model):
+    return {
+        name: float(np.asarray(model.get_layer(name).kernel.numpy()).ravel()[0])
+        for name in ("trunk", "head")
+    }
+
+
+def test_sgd_moves_each_layer_by_its_multiplier_times_the_rate():
+    model = parallel(keras.optimizers.SGD(0.1))
+    fit(model, [LayerRates({"trunk": 0.25})], epochs=2)
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 2 * 0.1 * 0.25, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 2 * 0.1, abs=1e-6)
+
+
+def test_adam_moves_a_tenth_layer_a_tenth_as_far():
+    model = parallel(keras.optimizers.Adam(0.01))
+    fit(model, [LayerRates({"trunk": 0.1})])
+    w = weights(model)
+    assert (1 - w["trunk"]) / (1 - w["head"]) == pytest.approx(0.1, rel=1e-4)
+
+
+def test_decoupled_weight_decay_follows_the_rate_and_spares_a_frozen_layer():
+    model = parallel(keras.optimizers.SGD(0.1, weight_decay=0.1))
+    fit(model, [LayerRates({"trunk": 0.5})])
+    w = weights(model)
+    # Keras decays first (w -= w * wd * rate), then steps (w -= rate * g).
+    assert w["trunk"] == pytest.approx(1 - 0.1 * 0.1 * 0.5 - 0.1 * 0.5, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 0.1 * 0.1 - 0.1, abs=1e-6)
+    model = parallel(keras.optimizers.AdamW(0.01, weight_decay=0.5))
+    fit(model, [LayerRates({"trunk": 0.0})], epochs=3)
+    w = weights(model)
+    assert w["trunk"] == 1.0  # neither moved nor decayed
+    assert w["head"] < 1.0 - 0.02
+
+
+def test_adamw_step_equals_torch_param_groups():
+    """Two steps of Keras AdamW with LayerRates against torch.optim.AdamW with
+    one parameter group per multiplier (lr x multiplier each)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    w1 = rng.normal(size=(3, 4)).astype("float32")
+    w2 = rng.normal(size=(4, 1)).astype("float32")
+    lr, wd, eps = 0.01, 0.1, 1e-7
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, use_bias=False, name="trunk"),
+            keras.layers.Dense(1, use_bias=False, name="head"),
+        ]
+    )
+    model.set_weights([w1, w2])
+    model.compile(keras.optimizers.AdamW(lr, weight_decay=wd, epsilon=eps), "mse")
+    model.fit(
+        x, y, batch_size=16, epochs=2, verbose=0, callbacks=[LayerRates({"trunk": 0.1})]
+    )
+    t1 = torch.tensor(w1, requires_grad=True)
+    t2 = torch.tensor(w2, requires_grad=True)
+    reference = torch.optim.AdamW(
+        [{"params": [t1], "lr": lr * 0.1}, {"params": [t2], "lr": lr}],
+        weight_decay=wd,
+        eps=eps,
+    )
+    for _ in range(2):
+        reference.zero_grad()
+        loss = ((torch.tensor(x) @ t1 @ t2 - torch.tensor(y)) ** 2).mean()
+        loss.backward()
+        reference.step()
+    got = model.get_weights()
+    # Keras adds epsilon to sqrt(v) before the bias correction, PyTorch
+    # after: alike to well within this tolerance at these gradients.
+    np.testing.assert_allclose(got[0], t1.detach().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[1], t2.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_layer_decay_counts_from_the_output():
+    model = parallel(keras.optimizers.SGD(0.1))
+    rates = LayerRates(layer_decay=0.5)
+    fit(model, [rates])
+    assert rates.multipliers == {"trunk/kernel": 0.5, "head/kernel": 1.0}
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 0.05, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 0.1, abs=1e-6)
+
+
+def test_composes_with_the_phase_rates():
+    model = parallel(keras.optimizers.SGD(1.0))
+    phases = PhaseLR([{"name": "a", "lr": 0.1, "steps": 1}, {"name": "b", "lr": 0.01}])
+    fit(model, [phases, LayerRates({"trunk": 0.5})], epochs=2)
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 0.5 * (0.1 + 0.01), abs=1e-6)
+    assert w["head"] == pytest.approx(1 - (0.1 + 0.01), abs=1e-6)
+
+
+def test_the_optimizer_updates_every_layer_alike_after_the_fit():
+    model = parallel(keras.optimizers.SGD(0.1))
+    fit(model, [LayerRates({"trunk": 0.0})])
+    fit(model, [])
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 0.1, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 0.2, abs=1e-6)
+
+
+def test_a_layer_object_and_a_path_pattern_are_keys():
+    model = parallel(keras.optimizers.SGD(0.1))
+    rates = LayerRates({model.get_layer("head"): 0.5, "tr*": 0.2})
+    fit(model, [rates])
+    assert rates.multipliers == {"trunk/kernel": 0.2, "head/kernel": 0.5}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "needs `rates` or `layer_decay`"),
+        ({"rates": [("trunk", 0.1)]}, "must be a mapping"),
+        ({"rates": {3: 0.1}}, "Keys of `rates`"),
+        ({"rates": {"trunk": -1}}, "rates\\['trunk'\\]"),
+        ({"layer_decay": 0.0}, "layer_decay"),
+        ({"layer_decay": 1.5}, "layer_decay"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LayerRates(**kwargs)
+
+
+def test_a_pattern_matching_no_layer_names_the_layers():
+    model = parallel(keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="'backbone'.*Layers: \\['head', 'trunk'\\]"):
+        fit(model, [LayerRates({"backbone": 0.1})])
