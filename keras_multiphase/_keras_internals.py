@@ -398,12 +398,14 @@ def set_progbar_target(progbar, steps: int) -> None:
 
 
 _UPDATES = ("_backend_update_step", "_apply_weight_decay")
+_SCALERS = "_keras_multiphase_update_scalers"
 
 
-def scale_variable_updates(optimizer, group_of: dict, multipliers) -> None:
-    """Makes this optimizer instance update each group of variables at the
-    rate in effect times the group's multiplier (`multipliers[g]`, a
-    variable the step reads; `group_of`: variable id -> g).
+def scale_variable_updates(optimizer, key: str, group_of: dict, multipliers) -> None:
+    """Makes this optimizer instance update each variable at the rate in
+    effect times its multipliers: for every scaler registered under a `key`,
+    `multipliers[group_of[id(variable)]]` (a variable the step reads;
+    variables not in `group_of` keep 1).
 
     Keras's `apply` (3.8.0 and 3.15.1, every backend) decays the weights with
     `_apply_weight_decay(variables)`, which reads `weight_decay` and the
@@ -414,30 +416,47 @@ def scale_variable_updates(optimizer, group_of: dict, multipliers) -> None:
     optimizer, where a gradient scale would be divided out by Adam. Keras
     has no per-variable rate (keras#5920, tensorflow#47906).
     """
+    scalers = attached(optimizer, _SCALERS)
+    if scalers is None:
+        scalers = {}
+        attach(optimizer, _SCALERS, scalers)
+        _wrap_updates(optimizer, scalers)
+    scalers[key] = (group_of, multipliers)
+
+
+def _wrap_updates(optimizer, scalers: dict) -> None:
     update = type(optimizer)._backend_update_step.__get__(optimizer)
     decay = type(optimizer)._apply_weight_decay.__get__(optimizer)
 
     def grouped(variables):
-        groups: dict[int, list[int]] = {}
+        """(multiplier, indices) per group of variables alike."""
+        groups: dict[tuple, list[int]] = {}
         for i, variable in enumerate(variables):
-            groups.setdefault(group_of.get(id(variable), -1), []).append(i)
-        return groups.items()
-
-    def multiplier(g):
-        return 1.0 if g < 0 else multipliers[g]
+            key = tuple(g.get(id(variable), -1) for g, _ in scalers.values())
+            groups.setdefault(key, []).append(i)
+        for key, idx in groups.items():
+            pairs = zip(key, scalers.values(), strict=True)
+            factors = [m[g] for g, (_, m) in pairs if g >= 0]
+            product = factors[0] if factors else 1.0
+            for factor in factors[1:]:
+                product = product * factor
+            yield product, idx
 
     def backend_update_step(grads, variables, learning_rate):
-        for g, idx in grouped(variables):
+        for multiplier, idx in grouped(variables):
             chosen = [variables[i] for i in idx]
-            update([grads[i] for i in idx], chosen, learning_rate * multiplier(g))
+            update([grads[i] for i in idx], chosen, learning_rate * multiplier)
 
     def apply_weight_decay(variables):
         rate = optimizer.weight_decay
         if rate is None:
             return decay(variables)
+        # The rate first: reading it sets this step's multipliers (the
+        # rate table's row), which the decay then reads.
+        _ = optimizer.learning_rate
         try:
-            for g, idx in grouped(variables):
-                object.__setattr__(optimizer, "weight_decay", rate * multiplier(g))
+            for multiplier, idx in grouped(variables):
+                object.__setattr__(optimizer, "weight_decay", rate * multiplier)
                 decay([variables[i] for i in idx])
         finally:
             object.__setattr__(optimizer, "weight_decay", rate)
@@ -446,8 +465,13 @@ def scale_variable_updates(optimizer, group_of: dict, multipliers) -> None:
     object.__setattr__(optimizer, "_apply_weight_decay", apply_weight_decay)
 
 
-def unscale_variable_updates(optimizer) -> None:
-    """Gives the optimizer its class's updates back (removes the instance's
-    replacements made by `scale_variable_updates`) when the fit ends."""
-    for name in _UPDATES:
-        vars(optimizer).pop(name, None)
+def unscale_variable_updates(optimizer, key: str) -> None:
+    """Removes the scaler registered under `key` (`scale_variable_updates`);
+    with none left, the optimizer gets its class's updates back."""
+    scalers = attached(optimizer, _SCALERS)
+    if scalers is None:
+        return
+    scalers.pop(key, None)
+    if not scalers:
+        for name in (*_UPDATES, _SCALERS):
+            vars(optimizer).pop(name, None)

@@ -46,6 +46,34 @@ def _decay(model, layer_decay: float) -> dict[int, float]:
     return out
 
 
+def _given(model, rates: dict, ids: list[int], where: str) -> dict[int, float]:
+    """The multiplier `rates` gives each variable id it covers (a later key
+    wins)."""
+    given = {}
+    for key, multiplier in rates.items():
+        covered = _matched(model, key) & set(ids)
+        if not covered:
+            layers = {p for v in model.trainable_variables for p in _prefixes(v.path)}
+            raise ValueError(
+                f"{where} key {_label(key)} matches no layer with trainable "
+                f"variables of this model. Layers: {sorted(layers)}"
+            )
+        given.update(dict.fromkeys(covered, float(multiplier)))
+    return given
+
+
+def _grouped(model, vectors: dict[int, tuple]):
+    """Variables grouped by their tuple of multipliers (one per phase, or
+    one): `(group_of, each group's tuple, each group's variable paths)`."""
+    tuples = sorted(set(vectors.values()), reverse=True)
+    index = {t: g for g, t in enumerate(tuples)}
+    group_of = {i: index[t] for i, t in vectors.items()}
+    names = [[] for _ in tuples]
+    for v in model.trainable_variables:
+        names[group_of[id(v)]].append(v.path)
+    return group_of, tuples, names
+
+
 def multiplier_groups(model, rates: dict, layer_decay: float | None):
     """Groups of the model's trainable variables by multiplier.
 
@@ -54,25 +82,29 @@ def multiplier_groups(model, rates: dict, layer_decay: float | None):
     Raises `ValueError` for a key that covers no variable.
     """
     ids = [id(v) for v in model.trainable_variables]
-    given = {}
-    for key, multiplier in rates.items():
-        covered = _matched(model, key) & set(ids)
-        if not covered:
-            layers = {p for v in model.trainable_variables for p in _prefixes(v.path)}
-            raise ValueError(
-                f"LayerRates: `rates` key {_label(key)} matches no layer with "
-                f"trainable variables of this model. Layers: {sorted(layers)}"
-            )
-        given.update(dict.fromkeys(covered, float(multiplier)))  # later wins
+    given = _given(model, rates, ids, "LayerRates: `rates`")
     decay = _decay(model, layer_decay) if layer_decay is not None else {}
-    value = {i: decay.get(i, 1.0) * given.get(i, 1.0) for i in ids}
-    multipliers = sorted(set(value.values()), reverse=True)
-    index = {m: g for g, m in enumerate(multipliers)}
-    group_of = {i: index[m] for i, m in value.items()}
-    names = [[] for _ in multipliers]
-    for v in model.trainable_variables:
-        names[group_of[id(v)]].append(v.path)
-    return group_of, multipliers, names
+    vectors = {i: (decay.get(i, 1.0) * given.get(i, 1.0),) for i in ids}
+    group_of, tuples, names = _grouped(model, vectors)
+    return group_of, [t[0] for t in tuples], names
+
+
+def phase_groups(model, per_phase: list[dict]):
+    """Groups of the model's trainable variables by their multipliers in
+    each phase (`per_phase[k]`: phase k's `layer_rates`, or `{}`).
+
+    Returns `(group_of, table, names)`: `table[k][g]` is group g's
+    multiplier in phase k.
+    """
+    ids = [id(v) for v in model.trainable_variables]
+    given = [
+        _given(model, rates, ids, f"PhaseLR: `phases[{k}].layer_rates`")
+        for k, rates in enumerate(per_phase)
+    ]
+    vectors = {i: tuple(g.get(i, 1.0) for g in given) for i in ids}
+    group_of, tuples, names = _grouped(model, vectors)
+    table = [[t[k] for t in tuples] for k in range(len(per_phase))]
+    return group_of, table, names
 
 
 def _label(key) -> str:

@@ -162,3 +162,62 @@ def test_a_pattern_matching_no_layer_names_the_layers():
     model = parallel(keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match="'backbone'.*Layers: \\['head', 'trunk'\\]"):
         fit(model, [LayerRates({"backbone": 0.1})])
+
+
+@pytest.mark.parametrize("where", ["table", "formulas"])
+def test_phase_layer_rates_change_inside_an_epoch_with_one_trace(where, monkeypatch):
+    """A PhaseLR phase's `layer_rates` hold during that phase only; the
+    multipliers change at the boundary inside an epoch, read by the step
+    (from the rate table, or from the formulas in the step), with no new
+    trace of the step."""
+    from keras_multiphase.engine import table as table_module
+
+    if where == "formulas":
+        monkeypatch.setattr(table_module, "TABLE_LIMIT", 0)
+    model = parallel(keras.optimizers.SGD(1.0))
+    step = model.train_step
+    traced = []
+
+    def train_step(*args):
+        traced.append(model.train_function)
+        return step(*args)
+
+    model.train_step = train_step
+    phases = PhaseLR(
+        [
+            {"name": "head", "lr": 0.1, "steps": 1, "layer_rates": {"trunk": 0}},
+            {"name": "all", "lr": 0.01, "layer_rates": {"trunk": 0.5}},
+        ]
+    )
+    x = np.ones((8, 1), "float32")
+    model.fit(x, x, batch_size=4, epochs=1, verbose=0, callbacks=[phases])
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 0.5 * 0.01, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 0.1 - 0.01, abs=1e-6)
+    if keras.backend.backend() != "torch":  # compiled: one trace
+        assert len({id(f) for f in traced}) == 1 and len(traced) == 1
+
+
+def test_phase_layer_rates_compose_with_layer_rates():
+    model = parallel(keras.optimizers.SGD(1.0))
+    phases = PhaseLR(
+        [
+            {"name": "a", "lr": 0.1, "steps": 1, "layer_rates": {"trunk": 0.5}},
+            {"name": "b", "lr": 0.1},
+        ]
+    )
+    fit(model, [phases, LayerRates({"head": 0.2})], epochs=2)
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 0.1 * 0.5 - 0.1, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 2 * 0.1 * 0.2, abs=1e-6)
+
+
+def test_phase_layer_rates_are_checked():
+    with pytest.raises(ValueError, match="phases\\[0\\].layer_rates"):
+        PhaseLR([{"lr": 0.1, "layer_rates": {"trunk": -1}}])
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        PhaseLR([{"lr": 0.1, "layer_rates": ["trunk"]}])
+    model = parallel(keras.optimizers.SGD(0.1))
+    phases = PhaseLR([{"lr": 0.1, "layer_rates": {"backbone": 0.1}}])
+    with pytest.raises(ValueError, match="phases\\[0\\].layer_rates`? key 'backbone'"):
+        fit(model, [phases])

@@ -183,3 +183,29 @@ def test_event_file_checksums_and_long_runs(tmp_path):
     np.testing.assert_array_equal(series["x"][0], steps)
     np.testing.assert_allclose(series["x"][1], steps * 0.5)
     np.testing.assert_allclose(series["y"][1], -steps)
+
+
+def test_each_group_of_layers_has_its_rate_logged(tmp_path):
+    """With `layer_rates` in PhaseLR's phases, `learning_rate/<group>` is
+    each group's rate at each step: the phase's rate times its multiplier."""
+    inputs = keras.Input((1,))
+    trunk = keras.layers.Dense(1, use_bias=False, name="trunk")(inputs)
+    head = keras.layers.Dense(1, use_bias=False, name="head")(inputs)
+    model = keras.Model(inputs, keras.layers.Add()([trunk, head]))
+    model.compile(keras.optimizers.SGD(1.0), loss=lambda t, p: ops.mean(p))
+    phases = km.PhaseLR(
+        [
+            {"name": "a", "lr": 0.1, "steps": 3, "layer_rates": {"trunk": 0.0}},
+            {"name": "b", "lr": 0.01, "layer_rates": {"trunk": 0.5}},
+        ],
+        log_dir=str(tmp_path),
+    )
+    x = np.ones((8, 1), "float32")
+    model.fit(x, x, batch_size=2, epochs=2, verbose=0, callbacks=[phases])
+    series = logged(tmp_path)
+    steps, trunk_rates = series["learning_rate/trunk"]
+    np.testing.assert_array_equal(steps, np.arange(8))
+    np.testing.assert_allclose(trunk_rates, [0, 0, 0] + [0.005] * 5, rtol=1e-6)
+    np.testing.assert_allclose(
+        series["learning_rate/head"][1], [0.1] * 3 + [0.01] * 5, rtol=1e-6
+    )

@@ -129,8 +129,9 @@ class LayerRates(EpochCallback):
         self._variable = store.variable(f"{key}.multipliers", multipliers, in_step=True)
         self._variable.assign(multipliers)
         self._optimizer = unwrap_optimizer(optimizer)
+        self._key = key
         _keras_internals.scale_variable_updates(
-            self._optimizer, group_of, self._variable
+            self._optimizer, key, group_of, self._variable
         )
         _keras_internals.run_at_fit_exit(model, id(self), self._end_of_fit)
 
@@ -154,7 +155,7 @@ class LayerRates(EpochCallback):
     def _end_of_fit(self) -> None:
         if self._optimizer is None:
             return
-        _keras_internals.unscale_variable_updates(self._optimizer)
+        _keras_internals.unscale_variable_updates(self._optimizer, self._key)
         _keras_internals.forget_train_function(_keras_internals.callback_model(self))
         state_store(self._optimizer).release(self)
         self._optimizer = None

@@ -9,17 +9,21 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from keras_multiphase import _keras_internals
 from keras_multiphase._messages import say
+from keras_multiphase._state import unwrap_optimizer
 from keras_multiphase._validation import (
     check_choice,
     check_int,
     check_log_dir,
     check_mapping_keys,
+    check_non_negative,
     check_number,
     check_positive,
     check_verbose,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.layer_groups import phase_groups
 from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import TRANSITIONS, NamedPhases
@@ -33,6 +37,7 @@ PHASE_KEYS = (
     "transition",
     "transition_steps",
     "plateau",
+    "layer_rates",
 )
 PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
 RANGE_TEST_KEYS = (
@@ -77,6 +82,27 @@ def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
     out["transition_steps"] = span
     if phase.get("plateau") is not None:
         out["plateau"] = _phase_plateau(where, phase["plateau"], last)
+    if phase.get("layer_rates") is not None:
+        out["layer_rates"] = _phase_layer_rates(where, phase["layer_rates"])
+    return out
+
+
+def _phase_layer_rates(where: str, rates) -> dict:
+    """A phase's per-layer multipliers of its rate (LayerRates's keys)."""
+    if not isinstance(rates, Mapping) or not rates:
+        raise ValueError(
+            f"Argument `{where}.layer_rates` must be a non-empty mapping of "
+            "layer names, glob patterns or layers to multipliers, e.g. "
+            f"{{'trunk': 0.1}}. Received: {where}.layer_rates={rates!r}"
+        )
+    out = {}
+    for key, value in rates.items():
+        if not isinstance(key, (str, keras.layers.Layer)):
+            raise ValueError(
+                f"Keys of `{where}.layer_rates` must be layer names, glob "
+                f"patterns or layers. Received key {key!r}"
+            )
+        out[key] = check_non_negative(f"{where}.layer_rates[{key!r}]", value)
     return out
 
 
@@ -173,6 +199,23 @@ def _validate_phases(phases, relative: bool) -> list[dict]:
     return out
 
 
+def _label(paths: list[str]) -> str:
+    """A group of variables in the logs: its first layer, and how many more."""
+    layers = list(dict.fromkeys(p.rsplit("/", 1)[0] for p in paths))
+    return layers[0] + (f"+{len(layers) - 1}" if len(layers) > 1 else "")
+
+
+def _config_of(phase: dict) -> dict:
+    """A phase as configuration: layers given as objects by their names."""
+    out = dict(phase)
+    if "layer_rates" in out:
+        out["layer_rates"] = {
+            (k if isinstance(k, str) else k.name): v
+            for k, v in out["layer_rates"].items()
+        }
+    return out
+
+
 @keras.saving.register_keras_serializable(package="keras_multiphase")
 class PhaseLR(LRCallback):
     """Moves the learning rate through phases during `fit`.
@@ -244,7 +287,12 @@ class PhaseLR(LRCallback):
             `"linear"` or `"cosine"`, default `"step"`); `transition_steps`
             (int, default 0, or `"phase"`: the whole phase); `plateau`
             (mapping with `monitor`, `patience`, `min_delta`, `mode`,
-            `min_delta_mode`).
+            `min_delta_mode`); `layer_rates` (mapping of layer names, glob
+            patterns or layers to multipliers of the phase's rate, as
+            `LayerRates`'s `rates`: 0 freezes; layers it does not name, and
+            every layer in a phase without it, take 1). The multipliers
+            change at the phase's first step, inside the step, with no new
+            trace.
         peak_lr: Optional float > 0 or `"auto"`. The rate that `ratio`
             multiplies; `"auto"` runs a range test at train begin.
         range_test: Optional mapping of `find_lr` arguments for
@@ -338,6 +386,34 @@ class PhaseLR(LRCallback):
             detector.attach(
                 store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
             )
+        if any("layer_rates" in p for p in self.phases) and self._optimizer:
+            self._scale_layers(store)
+
+    def _scale_layers(self, store) -> None:
+        """Groups the model's variables by their phases' `layer_rates`; the
+        optimizer updates each group at the rate times the group's
+        multiplier, which the step reads from the rate table's row."""
+        group_of, table, names = phase_groups(
+            self.model, [p.get("layer_rates", {}) for p in self.phases]
+        )
+        self.contribution.layer_table = np.asarray(table, "float32")
+        self.contribution.layer_names = [_label(paths) for paths in names]
+        self.contribution.layer_state = store.variable(
+            f"{self._key}.layer_rates", table[0], in_step=True
+        )
+        _keras_internals.scale_variable_updates(
+            unwrap_optimizer(self._optimizer),
+            self._key,
+            group_of,
+            self.contribution.layer_state,
+        )
+
+    def _end_of_fit(self) -> None:
+        if self._optimizer is not None and self.contribution.layer_table is not None:
+            _keras_internals.unscale_variable_updates(
+                unwrap_optimizer(self._optimizer), self._key
+            )
+        super()._end_of_fit()
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -359,7 +435,6 @@ class PhaseLR(LRCallback):
             peak.assign(float(value))
 
     def _find_peak(self) -> float:
-        from keras_multiphase import _keras_internals
         from keras_multiphase.lr_finder import find_lr
         from keras_multiphase.lr_finder.data import kind
 
@@ -423,7 +498,7 @@ class PhaseLR(LRCallback):
 
     def get_config(self) -> dict:
         return {
-            "phases": [dict(p) for p in self.phases],
+            "phases": [_config_of(p) for p in self.phases],
             "peak_lr": self.peak_lr,
             "range_test": dict(self.range_test) or None,
             "verbose": self.verbose,

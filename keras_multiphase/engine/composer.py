@@ -310,41 +310,54 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         table = self.table
         if table is not None and table.covers(step):
             row = table.host_row(step)
-            for i, provider in enumerate(self._hooks(), 1):
-                provider.apply_step_value(float(row[i]))
+            self._row(row)
             return float(row[0])
         # Not written for this epoch: from the current state.
         self._in_step(self.run_step(np.float32(step), numpy_ops), numpy_ops)
         return float(self.evaluate(step))
 
     def _row(self, row):
-        """The rate of a table row; its per-step values are applied."""
-        for i, provider in enumerate(self._hooks(), 1):
-            provider.apply_step_value(row[i])
+        """The rate of a table row; its per-step values are applied (one
+        column: a scalar; several: a vector)."""
+        for provider, start, count in self._hooks():
+            provider.apply_step_value(
+                row[start] if count == 1 else row[start : start + count]
+            )
         return row[0]
 
     def _hooks(self):
-        """Providers with per-step side effects (OneCycle's momentum)."""
+        """Contributions with per-step values the step applies (OneCycle's
+        momentum, PhaseLR's layer multipliers): `(contribution, first
+        column, columns)`."""
         if self._step_hooks is None:
-            self._step_hooks = [
-                p for _, p in self._sorted() if getattr(p, "step_columns", 0)
-            ]
+            self._step_hooks, start = [], 1
+            for _, provider in self._sorted():
+                count = getattr(provider, "step_columns", 0)
+                if count:
+                    self._step_hooks.append((provider, start, count))
+                    start += count
         return self._step_hooks
+
+    def _columns(self) -> int:
+        return sum(count for _, _, count in self._hooks())
 
     def _in_step(self, step, xp) -> None:
         """Per-step side effects from the formulas, run where the optimizer
         asks for the rate: inside the compiled step, before its update
         reads them."""
-        for provider in self._hooks():
+        for provider, _, _ in self._hooks():
             provider.apply_step_value(provider.step_values(step, xp))
 
     def rows(self, steps, xp=numpy_ops):
         """Table rows for the optimizer's `steps`: the rate, then each
         hook's values (`xp`: NumPy, or a `numpy_ops.Recording` of it)."""
         steps = self.run_step(np.asarray(steps, "float32"), xp)
-        columns = [self.compose(steps, xp)]
-        columns += [p.step_values(steps, xp) for p in self._hooks()]
-        return np.stack([np.broadcast_to(c, steps.shape) for c in columns], -1)
+        columns = [np.broadcast_to(self.compose(steps, xp), steps.shape)[..., None]]
+        for provider, _, count in self._hooks():
+            shape = steps.shape if count == 1 else (*steps.shape, count)
+            values = np.broadcast_to(provider.step_values(steps, xp), shape)
+            columns.append(values.reshape(*steps.shape, count))
+        return np.concatenate(columns, -1)
 
     def evaluate(self, steps):
         """The composed rate at the optimizer's `steps`, computed in NumPy
@@ -384,7 +397,7 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             store.restore_displaced()  # the formulas read the optimizer's rate
             store.track_all()
             return
-        columns = len(self._hooks())
+        columns = self._columns()
         table = self.table
         if table is None or table.capacity != capacity or table.columns != columns:
             shape = (capacity, 1 + columns)
@@ -581,8 +594,12 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         else:
             rows = self.rows(steps)
         series = {"learning_rate": rows[:, 0]}
-        for i, provider in enumerate(self._hooks(), 1):
-            series[provider.step_column_name] = rows[:, i]
+        for provider, start, count in self._hooks():
+            names = getattr(provider, "step_column_names", None)
+            scale = rows[:, 0] if getattr(provider, "scales_rate", False) else 1.0
+            for i in range(count):
+                name = names[i] if names else provider.step_column_name
+                series[name] = rows[:, start + i] * scale
         if self.phase_provider is not None:
             series["phase"] = self.phase_at(steps.astype("float32"), numpy_ops)
         self.step_log.write(steps, series)

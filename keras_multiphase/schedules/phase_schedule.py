@@ -233,6 +233,12 @@ class NamedPhases:
         self.lengths: list[float] | None = None
         self.transition_steps: list[float] | None = None
         self._warned_schedule = False
+        # Phases with `layer_rates`: each phase's multiplier of each group of
+        # variables (`layer_table[k][g]`), the variable the step's update
+        # reads them from, and each group's name in the logs.
+        self.layer_table = None
+        self.layer_state = None
+        self.layer_names: list[str] = []
 
     @property
     def phase_names(self) -> list[str]:
@@ -335,7 +341,40 @@ class NamedPhases:
             tuple(self.lengths or ()),
             tuple(p["transition"] for p in self.phases),
             tuple(self.transition_steps or ()),
+            None if self.layer_table is None else self.layer_table.tobytes(),
         )
+
+    # -- per-step values: the layer multipliers ------------------------------
+    @property
+    def step_columns(self) -> int:
+        """Columns of the rate table this contribution fills: one per group
+        of variables when phases have `layer_rates`."""
+        return 0 if self.layer_table is None else self.layer_table.shape[1]
+
+    # The per-step logs show each group's rate (`learning_rate/<group>`).
+    scales_rate = True
+
+    @property
+    def step_column_names(self) -> list[str]:
+        return [f"learning_rate/{name}" for name in self.layer_names]
+
+    step_column_name = "learning_rate/layers"
+
+    def step_values(self, step, xp=ops):
+        """Each group's multiplier at `step`: its phase's (shape `(...,
+        groups)`)."""
+        phase = self.phase_at(step, xp)
+        table = self.layer_table
+        values = xp.zeros_like(xp.cast(phase, "float32"))[..., None] + table[0]
+        for k in range(1, len(table)):
+            inside = xp.equal(phase, k)[..., None]
+            values = xp.where(inside, xp.convert_to_tensor(table[k]), values)
+        return values
+
+    def apply_step_value(self, value) -> None:
+        """Sets this step's multipliers (inside the step, before the
+        optimizer's update reads them)."""
+        self.layer_state.assign(value)
 
     # -- functions of the run's step ---------------------------------------
     def rates(self, xp):
