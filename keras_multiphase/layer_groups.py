@@ -4,7 +4,8 @@ A key of `LayerRates(rates=...)` is a `keras.Layer` (its trainable
 variables) or a glob pattern, matched against the names of the layers a
 variable belongs to and against their paths: `"trunk"`, `"block_*"` or
 `"trunk/b1"` for the variable `trunk/b1/kernel`. A later key wins over an
-earlier one. `layer_decay` (timm's) multiplies the top-level layers that
+earlier one. The key `"auto"` is the model's trunk (`trunk_layers`).
+`layer_decay` (timm's) multiplies the top-level layers that
 have trainable variables by `decay ** k`, k counted from the last one (the
 head, 1.0) back to the first. Variables no key matches keep the rate (1.0).
 """
@@ -15,6 +16,9 @@ import fnmatch
 
 import keras
 
+# The key that stands for the model's trunk (`trunk_layers`).
+AUTO = "auto"
+
 
 def _prefixes(path: str) -> list[str]:
     """`a/b/kernel` -> names and paths of its layers: a, b, a/b."""
@@ -23,9 +27,35 @@ def _prefixes(path: str) -> list[str]:
     return parts + paths
 
 
+def trunk_layers(model) -> list:
+    """The layers the key `"auto"` stands for (the trunk of a model being
+    fine-tuned): its nested models with weights (a `keras.applications` or
+    keras-hub backbone), if any; else, with several outputs, the layers
+    with weights every output depends on; else every layer with weights
+    but the last."""
+    weighted = [layer for layer in model.layers if layer.trainable_variables]
+    nested = [layer for layer in weighted if isinstance(layer, keras.Model)]
+    if nested:
+        return nested
+    outputs = list(getattr(model, "outputs", None) or [])
+    if len(outputs) > 1:
+        shared = None
+        for output in outputs:
+            names = {layer.name for layer in keras.Model(model.inputs, output).layers}
+            shared = names if shared is None else shared & names
+        trunk = [layer for layer in weighted if layer.name in shared]
+        if trunk:
+            return trunk
+    return weighted[:-1]
+
+
 def _matched(model, key) -> set[int]:
     """Ids of the trainable variables `key` covers."""
     variables = model.trainable_variables
+    if key == AUTO:
+        return {
+            id(v) for layer in trunk_layers(model) for v in layer.trainable_variables
+        }
     if isinstance(key, keras.layers.Layer):
         return {id(v) for v in key.trainable_variables}
     return {

@@ -210,6 +210,10 @@ def _numeric_strings(value) -> list[str]:
     return []
 
 
+def _is_ref(value) -> bool:
+    return isinstance(value, str) and value.startswith("$")
+
+
 def _substitute(value, params, where, error):
     if isinstance(value, str) and value.startswith("$"):
         name = value[1:]
@@ -221,7 +225,15 @@ def _substitute(value, params, where, error):
             )
         return params[name]
     if isinstance(value, Mapping):
-        return {k: _substitute(v, params, (*where, k), error) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            v = _substitute(v, params, (*where, k), error)
+            # A `$name` key stands for the parameter's value, or for each of
+            # its items (`layer_rates: {$trunk: 0}` with trunk=["a", "b*"]).
+            keys = _substitute(k, params, where, error) if _is_ref(k) else k
+            for key in keys if isinstance(keys, (list, tuple)) else [keys]:
+                out[key] = v
+        return out
     if isinstance(value, list):
         return [_substitute(v, params, (*where, i), error) for i, v in enumerate(value)]
     return value

@@ -221,3 +221,101 @@ def test_phase_layer_rates_are_checked():
     phases = PhaseLR([{"lr": 0.1, "layer_rates": {"backbone": 0.1}}])
     with pytest.raises(ValueError, match="phases\\[0\\].layer_rates`? key 'backbone'"):
         fit(model, [phases])
+
+
+def test_the_trunk_rule():
+    from keras_multiphase.layer_groups import trunk_layers
+
+    backbone = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(4)],
+        name="backbone",
+    )
+    inputs = keras.Input((3,))
+    nested = keras.Model(inputs, keras.layers.Dense(1, name="head")(backbone(inputs)))
+    assert [layer.name for layer in trunk_layers(nested)] == ["backbone"]
+    h = keras.layers.Dense(4, name="t1")(inputs)
+    h = keras.layers.Dense(4, name="t2")(h)
+    own = keras.layers.Dense(4, name="own")(h)
+    heads = {
+        "a": keras.layers.Dense(1, name="a")(own),
+        "b": keras.layers.Dense(1, name="b")(h),
+    }
+    shared = keras.Model(inputs, heads)
+    assert [layer.name for layer in trunk_layers(shared)] == ["t1", "t2"]
+    stacked = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, name="s1"), keras.layers.Dense(1)]
+    )
+    assert [layer.name for layer in trunk_layers(stacked)] == ["s1"]
+
+
+class Kernels(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(
+            {
+                name: np.array(self.model.get_layer(name).kernel.numpy())
+                for name in ("t1", "head")
+            }
+        )
+
+
+def _trunk_and_head():
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4, activation="tanh", name="t1")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    return model
+
+
+def test_fine_tune_trains_the_head_alone_then_the_whole_model():
+    import keras_multiphase as km
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    model = _trunk_and_head()
+    start = {n: np.array(model.get_layer(n).kernel.numpy()) for n in ("t1", "head")}
+    kernels = Kernels()
+    callbacks = km.preset("fine_tune", peak_lr=1e-2)  # trunk: auto -> t1
+    model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[*callbacks, kernels])
+    frozen, after = kernels.seen[0], kernels.seen[1]
+    np.testing.assert_array_equal(frozen["t1"], start["t1"])  # epoch 1: frozen
+    assert not np.array_equal(frozen["head"], start["head"])
+    assert not np.array_equal(after["t1"], frozen["t1"])  # then it trains
+
+
+def test_fine_tune_range_test_runs_with_the_trunk_frozen(monkeypatch):
+    import keras_multiphase as km
+    from keras_multiphase.lr_finder import range_test
+
+    trunk_moved = []
+    original = range_test._train_on
+
+    def train_on(model, batch):
+        before = np.array(model.get_layer("t1").kernel.numpy())
+        loss = original(model, batch)
+        after = np.array(model.get_layer("t1").kernel.numpy())
+        trunk_moved.append(not np.array_equal(before, after))
+        return loss
+
+    monkeypatch.setattr(range_test, "_train_on", train_on)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    callbacks = km.preset("fine_tune", trunk="t1")
+    callbacks[0].range_test.update(num_steps=20)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an inconclusive sweep falls back
+        _trunk_and_head().fit(
+            x,
+            x.sum(1, keepdims=True),
+            batch_size=8,
+            epochs=2,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    assert trunk_moved and not any(trunk_moved)
