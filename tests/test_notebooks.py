@@ -33,8 +33,8 @@ def _builder():
     return module
 
 
-def test_five_notebooks_each_with_its_twin():
-    assert len(PATHS) == 5
+def test_six_notebooks_each_with_its_twin():
+    assert len(PATHS) == 6
     for path in PATHS:
         assert path.with_suffix(".py").exists(), path.name
 
