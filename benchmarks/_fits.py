@@ -75,6 +75,9 @@ def callbacks(kind: str) -> list:
         return [km.WarmupCosineRestarts(warmup_epochs=1, first_cycle_epochs=1)]
     if kind == "PlateauLR":
         return [km.PlateauLR(monitor="loss", patience=2)]
+    if kind == "LayerRates(layer_decay=0.75)":
+        # Every layer its own group: the update is called once per layer.
+        return [km.LayerRates(layer_decay=0.75)]
     if kind == "5 empty callbacks":
         # What Keras's loop costs per callback and step, whatever it does.
         return [keras.callbacks.Callback() for _ in range(5)]

@@ -35,6 +35,9 @@ the cores: on the 2-core machine this cut the JAX A/A spread (25-75%)
 from about +-6 us/step to +-0.5. TensorFlow's runtime measured noisier on
 one core than on two; use it for JAX and PyTorch.
 
+`LayerRates(layer_decay=0.75)` gives every layer its own rate (the
+optimizer's update runs once per layer).
+
 Configurations besides the callbacks: `5 empty callbacks` (what Keras's
 loop costs per attached callback, whatever it does), the preset with a
 given peak (`peak_lr=1e-3`, no range test at train begin), and two that
@@ -61,6 +64,7 @@ CONFIGS = (
     "PhaseLR",
     "WarmupCosineRestarts",
     "PlateauLR",
+    "LayerRates(layer_decay=0.75)",
     "5 empty callbacks",
     "LearningRateScheduler",
     "preset(multiphase, peak_lr=1e-3)",

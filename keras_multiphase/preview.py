@@ -38,7 +38,9 @@ def preview(
 
     Returns:
         Dict of NumPy arrays over steps: `step`, `learning_rate`, `phase`,
-        `batch_size` (0 without AdaptiveBatch), and `phase_names`;
+        `batch_size` (0 without AdaptiveBatch), `layer_rates` (each layer
+        key of PhaseLR phases' `layer_rates` and of LayerRates: its rate
+        per step), and `phase_names`;
         `peak_placeholder` is True when a `peak_lr: auto` peak is shown at
         `base_lr`.
     """
@@ -80,6 +82,7 @@ def preview(
     return {
         "step": steps,
         "learning_rate": rate,
+        "layer_rates": _layer_rates(callbacks, phase, rate),
         "phase": phase,
         "batch_size": batch,
         "phase_names": provider.phase_names if provider else [],
@@ -87,6 +90,32 @@ def preview(
             getattr(c, "peak_lr", None) == "auto" for c in lr_callbacks
         ),
     }
+
+
+def _layer_rates(callbacks, phase, rate) -> dict:
+    """Each layer key's rate per step: the rate times the multiplier the
+    key has in the step's PhaseLR phase (`layer_rates`; 1 where the phase
+    does not name it) and in LayerRates (no model here: keys, not layers)."""
+    from keras_multiphase.callbacks.layer_rates import LayerRates
+    from keras_multiphase.callbacks.phase_lr import PhaseLR
+
+    def label(key):
+        return key if isinstance(key, str) else key.name
+
+    per_phase, fixed = {}, {}
+    for callback in callbacks:
+        if isinstance(callback, PhaseLR):
+            for k, p in enumerate(callback.phases):
+                for key, value in p.get("layer_rates", {}).items():
+                    per_phase.setdefault(label(key), {})[k] = value
+        elif isinstance(callback, LayerRates):
+            fixed.update({label(k): v for k, v in callback.rates.items()})
+    out = {}
+    for key in [*per_phase, *(k for k in fixed if k not in per_phase)]:
+        given = per_phase.get(key, {})
+        table = np.asarray([given.get(k, 1.0) for k in range(int(phase.max()) + 1)])
+        out[key] = rate * table[phase] * fixed.get(key, 1.0)
+    return out
 
 
 def plot_schedule(schedule: dict, path: str | None = None, title: str = ""):

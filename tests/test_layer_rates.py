@@ -319,3 +319,19 @@ def test_fine_tune_range_test_runs_with_the_trunk_frozen(monkeypatch):
             callbacks=callbacks,
         )
     assert trunk_moved and not any(trunk_moved)
+
+
+def test_preview_shows_each_layer_keys_rate():
+    import keras_multiphase as km
+
+    phases = PhaseLR(
+        [
+            {"name": "a", "lr": 0.1, "steps": 2, "layer_rates": {"trunk": 0.0}},
+            {"name": "b", "lr": 0.01, "layer_rates": {"trunk": 0.5}},
+        ]
+    )
+    table = km.preview([phases, LayerRates({"head": 0.2})], epochs=2, steps_per_epoch=2)
+    np.testing.assert_allclose(table["layer_rates"]["trunk"], [0, 0, 0.005, 0.005])
+    np.testing.assert_allclose(
+        table["layer_rates"]["head"], [0.02, 0.02, 0.002, 0.002], rtol=1e-6
+    )
