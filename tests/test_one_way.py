@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 import keras_multiphase
-from keras_multiphase import AdaptiveBatch, OneCycle, PlateauLR, preview
+from keras_multiphase import AdaptiveBatch, LayerRates, OneCycle, PlateauLR, preview
 
 PACKAGE = os.path.dirname(keras_multiphase.__file__)
 # `fit`'s wrapper runs what a fit left behind when it ends, as Keras runs
@@ -115,6 +115,7 @@ def test_no_module_calls_back_into_its_caller(tmp_path):
             "multiphase", balance="magnitude", log_dir=str(tmp_path / "a")
         )
         callbacks[0].range_test.update(num_steps=20)
+        callbacks.append(LayerRates({"big": 0.5}))
         model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=callbacks)
         # Again on the same model (a new run), with a given peak.
         callbacks = keras_multiphase.preset("multiphase", peak_lr=1e-3)
@@ -127,6 +128,10 @@ def test_no_module_calls_back_into_its_caller(tmp_path):
             PlateauLR(monitor="loss", patience=0, verbose=1),
         ]
         model.fit(adaptive.data, epochs=3, verbose=0, callbacks=callbacks)
-        preview("multiphase", epochs=4, steps_per_epoch=5)
+        model = _two_heads()  # per-phase layer rates, AdamW's decay
+        model.compile(keras.optimizers.AdamW(1e-3), {"big": "mse", "small": "mse"})
+        callbacks = keras_multiphase.preset("fine_tune", peak_lr=1e-3)
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=callbacks)
+        preview("fine_tune", epochs=4, steps_per_epoch=5)
 
     assert calls_back(fits) == set()
