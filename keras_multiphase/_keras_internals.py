@@ -399,6 +399,7 @@ def set_progbar_target(progbar, steps: int) -> None:
 
 _UPDATES = ("_backend_update_step", "_apply_weight_decay")
 _SCALERS = "_keras_multiphase_update_scalers"
+_GROUPS = "_keras_multiphase_update_groups"
 
 
 def scale_variable_updates(optimizer, key: str, group_of: dict, multipliers) -> None:
@@ -422,19 +423,28 @@ def scale_variable_updates(optimizer, key: str, group_of: dict, multipliers) -> 
         attach(optimizer, _SCALERS, scalers)
         _wrap_updates(optimizer, scalers)
     scalers[key] = (group_of, multipliers)
+    attached(optimizer, _GROUPS).clear()
 
 
 def _wrap_updates(optimizer, scalers: dict) -> None:
     update = type(optimizer)._backend_update_step.__get__(optimizer)
     decay = type(optimizer)._apply_weight_decay.__get__(optimizer)
+    cache: dict = {}  # emptied whenever `scalers` changes
+    attach(optimizer, _GROUPS, cache)
 
     def grouped(variables):
-        """(multiplier, indices) per group of variables alike."""
-        groups: dict[tuple, list[int]] = {}
-        for i, variable in enumerate(variables):
-            key = tuple(g.get(id(variable), -1) for g, _ in scalers.values())
-            groups.setdefault(key, []).append(i)
-        for key, idx in groups.items():
+        """(multiplier, indices) per group of variables alike (the groups
+        are found once per list of variables: an eager step asks at every
+        step)."""
+        signature = tuple(map(id, variables))
+        if signature not in cache:
+            groups: dict[tuple, list[int]] = {}
+            for i, variable in enumerate(variables):
+                key = tuple(g.get(id(variable), -1) for g, _ in scalers.values())
+                groups.setdefault(key, []).append(i)
+            cache.clear()
+            cache[signature] = list(groups.items())
+        for key, idx in cache[signature]:
             pairs = zip(key, scalers.values(), strict=True)
             factors = [m[g] for g, (_, m) in pairs if g >= 0]
             product = factors[0] if factors else 1.0
@@ -472,6 +482,7 @@ def unscale_variable_updates(optimizer, key: str) -> None:
     if scalers is None:
         return
     scalers.pop(key, None)
+    attached(optimizer, _GROUPS).clear()
     if not scalers:
-        for name in (*_UPDATES, _SCALERS):
+        for name in (*_UPDATES, _SCALERS, _GROUPS):
             vars(optimizer).pop(name, None)
