@@ -13,11 +13,34 @@ head, 1.0) back to the first. Variables no key matches keep the rate (1.0).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 
 import keras
 
 # The key that stands for the model's trunk (`trunk_layers`).
 AUTO = "auto"
+
+
+def check_rates(name: str, rates, empty_ok: bool = False) -> dict:
+    """Argument `name` as per-layer multipliers: a mapping of layer names,
+    glob patterns or layers to numbers >= 0 (0 freezes)."""
+    from keras_multiphase._validation import check_non_negative
+
+    if not isinstance(rates, Mapping) or not (rates or empty_ok):
+        raise ValueError(
+            f"Argument `{name}` must be a non-empty mapping of layer names, "
+            "glob patterns or layers to multipliers, e.g. {'trunk': 0.1}. "
+            f"Received: {name}={rates!r}"
+        )
+    out = {}
+    for key, value in rates.items():
+        if not isinstance(key, (str, keras.layers.Layer)):
+            raise ValueError(
+                f"Keys of `{name}` must be layer names, glob patterns or "
+                f"layers. Received key {key!r}"
+            )
+        out[key] = check_non_negative(f"{name}[{key!r}]", value)
+    return out
 
 
 def _prefixes(path: str) -> list[str]:

@@ -146,7 +146,7 @@ def test_a_layer_object_and_a_path_pattern_are_keys():
     "kwargs, match",
     [
         ({}, "needs `rates` or `layer_decay`"),
-        ({"rates": [("trunk", 0.1)]}, "must be a mapping"),
+        ({"rates": [("trunk", 0.1)]}, "must be a non-empty mapping"),
         ({"rates": {3: 0.1}}, "Keys of `rates`"),
         ({"rates": {"trunk": -1}}, "rates\\['trunk'\\]"),
         ({"layer_decay": 0.0}, "layer_decay"),

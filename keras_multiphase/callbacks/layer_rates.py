@@ -9,9 +9,9 @@ import keras
 from keras_multiphase import _keras_internals
 from keras_multiphase._distribution import check_supported
 from keras_multiphase._state import state_store, unwrap_optimizer
-from keras_multiphase._validation import check_non_negative, check_ratio
+from keras_multiphase._validation import check_ratio
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
-from keras_multiphase.layer_groups import multiplier_groups
+from keras_multiphase.layer_groups import check_rates, multiplier_groups
 
 
 @keras.saving.register_keras_serializable(package="keras_multiphase")
@@ -68,20 +68,7 @@ class LayerRates(EpochCallback):
         layer_decay: float | None = None,
     ):
         super().__init__()
-        if rates is not None and not isinstance(rates, Mapping):
-            raise ValueError(
-                "Argument `rates` must be a mapping of layer names, glob "
-                "patterns or layers to multipliers, e.g. {'trunk': 0.1}. "
-                f"Received: rates={rates!r}"
-            )
-        self.rates = {}
-        for key, value in (rates or {}).items():
-            if not isinstance(key, (str, keras.layers.Layer)):
-                raise ValueError(
-                    "Keys of `rates` must be layer names, glob patterns or "
-                    f"layers. Received key {key!r}"
-                )
-            self.rates[key] = check_non_negative(f"rates[{key!r}]", value)
+        self.rates = check_rates("rates", {} if rates is None else rates, True)
         if layer_decay is not None:
             layer_decay = check_ratio("layer_decay", layer_decay)
             if layer_decay <= 0:

@@ -17,13 +17,12 @@ from keras_multiphase._validation import (
     check_int,
     check_log_dir,
     check_mapping_keys,
-    check_non_negative,
     check_number,
     check_positive,
     check_verbose,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
-from keras_multiphase.layer_groups import phase_groups
+from keras_multiphase.layer_groups import check_rates, phase_groups
 from keras_multiphase.plateau import PlateauDetector
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.phase_schedule import TRANSITIONS, NamedPhases
@@ -83,26 +82,7 @@ def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
     if phase.get("plateau") is not None:
         out["plateau"] = _phase_plateau(where, phase["plateau"], last)
     if phase.get("layer_rates") is not None:
-        out["layer_rates"] = _phase_layer_rates(where, phase["layer_rates"])
-    return out
-
-
-def _phase_layer_rates(where: str, rates) -> dict:
-    """A phase's per-layer multipliers of its rate (LayerRates's keys)."""
-    if not isinstance(rates, Mapping) or not rates:
-        raise ValueError(
-            f"Argument `{where}.layer_rates` must be a non-empty mapping of "
-            "layer names, glob patterns or layers to multipliers, e.g. "
-            f"{{'trunk': 0.1}}. Received: {where}.layer_rates={rates!r}"
-        )
-    out = {}
-    for key, value in rates.items():
-        if not isinstance(key, (str, keras.layers.Layer)):
-            raise ValueError(
-                f"Keys of `{where}.layer_rates` must be layer names, glob "
-                f"patterns or layers. Received key {key!r}"
-            )
-        out[key] = check_non_negative(f"{where}.layer_rates[{key!r}]", value)
+        out["layer_rates"] = check_rates(f"{where}.layer_rates", phase["layer_rates"])
     return out
 
 
