@@ -201,28 +201,28 @@ def _backbone(seed):
     )
 
 
-def _pretrained_backbone(seed):
-    """A backbone trained on digits 0-4 (cached per seed)."""
-    key = ("digits", seed)
+def _pretrained_backbone(seed, upstream_low=True):
+    """A backbone trained on digits 0-4 (or 5-9), cached per seed."""
+    key = ("digits", seed, upstream_low)
     if key not in _PRETRAINED:
         keras.utils.set_random_seed(seed)
         x, label = _digits()
-        upstream = label < 5
+        upstream = (label < 5) if upstream_low else (label >= 5)
         inputs = keras.Input((64,))
         backbone = _backbone(seed)
         model = keras.Model(inputs, keras.layers.Dense(5, "softmax")(backbone(inputs)))
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(x[upstream], label[upstream], batch_size=32, epochs=10, verbose=0)
+        model.fit(x[upstream], label[upstream] % 5, batch_size=32, epochs=10, verbose=0)
         _PRETRAINED[key] = backbone.get_weights()
     return _PRETRAINED[key]
 
 
-def digits_data(seed):
-    """Digits 5-9 (raw pixels 0-16): `ink` (the total, ~300: dominant) and
-    `digit` (5 classes)."""
+def digits_data(seed, low=False):
+    """Digits 5-9 (or 0-4; raw pixels 0-16): `ink` (the total, ~300:
+    dominant) and `digit` (5 classes)."""
     x, label = _digits()
-    keep = label >= 5
-    x, label = x[keep], label[keep] - 5
+    keep = (label < 5) if low else (label >= 5)
+    x, label = x[keep], label[keep] % 5
     y = {
         "ink": x.sum(1, keepdims=True).astype("float32"),
         "digit": label[:, None].astype("int32"),
@@ -232,10 +232,10 @@ def digits_data(seed):
     return x[train], pick(train), x[val], pick(val)
 
 
-def digits_model(seed):
+def digits_model(seed, upstream_low=True):
     inputs = keras.Input((64,), name="pixels")
     backbone = _backbone(seed)
-    backbone.set_weights(_pretrained_backbone(seed))
+    backbone.set_weights(_pretrained_backbone(seed, upstream_low))
     spec = {"ink": (1, None), "digit": (5, "softmax")}
     return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="digits")
 
@@ -320,5 +320,14 @@ HELD_OUT = {
         "ink",
         "real: scikit-learn digits 5-9 (1,348 training images), backbone "
         "pretrained on digits 0-4",
+    ),
+    "digits_low": Problem(
+        "digits_low",
+        lambda seed: digits_data(seed, low=True),
+        lambda seed: digits_model(seed, upstream_low=False),
+        {"ink": "mse", "digit": "sparse_categorical_crossentropy"},
+        {"ink": ["mae"], "digit": ["accuracy"]},
+        "ink",
+        "real: scikit-learn digits 0-4, backbone pretrained on digits 5-9",
     ),
 }

@@ -31,6 +31,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   fine_tune          preset("fine_tune"): the head alone with the trunk
                      frozen (10%), then the trunk at a tenth of the rate
                      and the multiphase shape; the trunk by its "auto" rule
+  fine_tune@trunk1   an experiment: the same with the trunk at the full rate
+                     once unfrozen (trunk_ratio=1.0)
+  fine_tune@wholepeak  an experiment: fine_tune at the peak of the whole
+                     model's range test (trunk not frozen), as the default
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
@@ -86,7 +90,7 @@ RUNS = (
     "fine_tune",
 )
 # Measured once, not run by default (--runs names them).
-EXPERIMENTS = ("multiphase+headinit",)
+EXPERIMENTS = ("multiphase+headinit", "fine_tune@trunk1", "fine_tune@wholepeak")
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
 # The peers of the default's shape, each at the peak its range test finds.
@@ -109,10 +113,14 @@ def setup(run, problem, model, x, y, epochs):
         )
     elif run == "keras-plateau":
         callbacks = [keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 2)]
-    elif run == "fine_tune":
+    elif run.startswith("fine_tune"):
+        overrides = {"trunk_ratio": 1.0} if run == "fine_tune@trunk1" else {}
+        if run == "fine_tune@wholepeak":  # the whole model's range test
+            peak = range_test_peak(problem, model, x, y)
+            overrides = {"peak_lr": peak}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            callbacks = km.preset("fine_tune")  # trunk: the shared layers
+            callbacks = km.preset("fine_tune", **overrides)  # trunk: auto rule
     elif run.startswith("multiphase") or run in VARIANTS:
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
         overrides = VARIANTS.get(run, overrides)
