@@ -140,6 +140,9 @@ def test_a_layer_object_and_a_path_pattern_are_keys():
     rates = LayerRates({model.get_layer("head"): 0.5, "tr*": 0.2})
     fit(model, [rates])
     assert rates.multipliers == {"trunk/kernel": 0.2, "head/kernel": 0.5}
+    w = weights(model)  # what the step applied
+    assert w["trunk"] == pytest.approx(1 - 0.1 * 0.2, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 0.1 * 0.5, abs=1e-6)
 
 
 @pytest.mark.parametrize(

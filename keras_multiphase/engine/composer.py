@@ -421,14 +421,15 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         mappers = [p for _, p in self._sorted() if getattr(p, "maps_epochs", False)]
         original = self.original
+        step = np.float32(self._step())
         self.plan = Plan(
             steps,
             epochs,
             epoch_map=mappers[0].epoch_map if mappers and map_epochs else None,
             phases=self.phase_provider,
-            run_step=float(self.run_step(np.float32(self._step()), numpy_ops)),
+            run_step=float(self.run_step(step, numpy_ops)),
             continues_run=self.continues_run,
-            own_rate=float(self.original_rate(np.float32(self._step()), numpy_ops)),
+            own_rate=float(self.original_rate(step, numpy_ops)),
             own_schedule=type(original).__name__
             if isinstance(original, keras.optimizers.schedules.LearningRateSchedule)
             else None,
