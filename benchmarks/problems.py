@@ -240,6 +240,29 @@ def digits_model(seed, upstream_low=True):
     return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="digits")
 
 
+def digits_rows_data(seed):
+    """Digits 5-9: `rows` (each of the 8 rows' ink, ~40 each: dominant) and
+    `odd` (binary)."""
+    x, label = _digits()
+    keep = label >= 5
+    x, label = x[keep], label[keep]
+    y = {
+        "rows": x.reshape(-1, 8, 8).sum(2).astype("float32"),
+        "odd": (label % 2)[:, None].astype("float32"),
+    }
+    train, val = _split(len(x), 0.25, seed)
+    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
+    return x[train], pick(train), x[val], pick(val)
+
+
+def digits_rows_model(seed):
+    inputs = keras.Input((64,), name="pixels")
+    backbone = _backbone(seed)
+    backbone.set_weights(_pretrained_backbone(seed, upstream_low=True))
+    spec = {"rows": (8, None), "odd": (1, "sigmoid")}
+    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="rows")
+
+
 # -- noisy ---------------------------------------------------------------------
 def noisy_data(seed):
     def make(n, s):
@@ -329,5 +352,15 @@ HELD_OUT = {
         {"ink": ["mae"], "digit": ["accuracy"]},
         "ink",
         "real: scikit-learn digits 0-4, backbone pretrained on digits 5-9",
+    ),
+    "digits_rows": Problem(
+        "digits_rows",
+        digits_rows_data,
+        digits_rows_model,
+        {"rows": "mse", "odd": "binary_crossentropy"},
+        {"rows": ["mae"], "odd": ["accuracy"]},
+        "rows",
+        "real: scikit-learn digits 5-9, backbone pretrained on digits 0-4; "
+        "new heads: each row's ink (8 values) and odd/even",
     ),
 }

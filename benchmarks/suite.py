@@ -28,13 +28,13 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      x); loss weights 1 / each head's initial loss only
   multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
                      inputs, predictions in original units) + the preset
-  fine_tune          preset("fine_tune"): the head alone with the trunk
-                     frozen (10%), then the trunk at a tenth of the rate
-                     and the multiphase shape; the trunk by its "auto" rule
-  fine_tune@trunk1   an experiment: the same with the trunk at the full rate
-                     once unfrozen (trunk_ratio=1.0)
-  fine_tune@wholepeak  an experiment: fine_tune at the peak of the whole
-                     model's range test (trunk not frozen), as the default
+  fine_tune          preset("fine_tune"): the heads alone with the trunk
+                     frozen (5%), then the whole model and the multiphase
+                     shape, at the whole model's range-test peak; the trunk
+                     by its "auto" rule
+  fine_tune@trunk10  an experiment: the same with the trunk at a tenth of
+                     the rate once unfrozen (trunk_ratio=0.1, fastai's
+                     discriminative rates)
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
@@ -90,7 +90,7 @@ RUNS = (
     "fine_tune",
 )
 # Measured once, not run by default (--runs names them).
-EXPERIMENTS = ("multiphase+headinit", "fine_tune@trunk1", "fine_tune@wholepeak")
+EXPERIMENTS = ("multiphase+headinit", "fine_tune@trunk10")
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
 # The peers of the default's shape, each at the peak its range test finds.
@@ -113,17 +113,22 @@ def setup(run, problem, model, x, y, epochs):
         )
     elif run == "keras-plateau":
         callbacks = [keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 2)]
-    elif run.startswith("fine_tune"):
-        overrides = {"trunk_ratio": 1.0} if run == "fine_tune@trunk1" else {}
-        if run == "fine_tune@wholepeak":  # the whole model's range test
+    elif run in VARIANTS:
+        overrides = dict(VARIANTS[run])
+        name_or_path = overrides.pop("preset", "multiphase")
+        if overrides.pop("whole_peak", False):  # the whole model's range test
             peak = range_test_peak(problem, model, x, y)
-            overrides = {"peak_lr": peak}
+            overrides["peak_lr"] = peak
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            callbacks = km.preset(name_or_path, **overrides)
+    elif run.startswith("fine_tune"):
+        overrides = {"trunk_ratio": 0.1} if run == "fine_tune@trunk10" else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset("fine_tune", **overrides)  # trunk: auto rule
-    elif run.startswith("multiphase") or run in VARIANTS:
+    elif run.startswith("multiphase"):
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
-        overrides = VARIANTS.get(run, overrides)
         if run in ("multiphase+dwa", "multiphase+magnitude"):
             overrides = {"balance": run.split("+")[1]}
         with warnings.catch_warnings():
@@ -436,7 +441,9 @@ def main():
         "--variant",
         action="append",
         default=[],
-        help='NAME=JSON: a run of preset("multiphase", **JSON) named NAME',
+        help='NAME=JSON: a run of preset("multiphase", **JSON) named NAME; '
+        'JSON\'s "preset" names another preset or a YAML file, and '
+        '"whole_peak": true sets peak_lr from the whole model\'s range test',
     )
     parser.add_argument("--json", help="write all results to this file")
     parser.add_argument("--out", help="write the loss-curve plot to this PNG")

@@ -2,8 +2,8 @@
 # # Fine-tune a pretrained trunk: `preset("fine_tune")`
 #
 # fastai's `fine_tune` in one Keras `fit`: the new head trains alone while
-# the pretrained trunk is frozen, then the trunk unfreezes at a tenth of the
-# rate and the whole model follows the multiphase shape. Freezing is a
+# the pretrained trunk is frozen (the first 5% of the run), then the trunk
+# unfreezes and the whole model follows the multiphase shape. Freezing is a
 # multiplier of 0 in the optimizer's update (no recompile), and each layer
 # group's rate is logged. Runs on a CPU in about a minute.
 
@@ -75,9 +75,11 @@ for epoch in range(epochs):
 # %% [markdown]
 # Each group's rate per step is in the TensorBoard logs
 # (`step/learning_rate/backbone`, `step/learning_rate/head`): 0 for the
-# backbone while it is frozen, a tenth of the head's afterwards. The same
-# per-layer rates are available on their own: `km.LayerRates({"backbone":
-# 0.1})`, or `km.LayerRates(layer_decay=0.75)` for timm's layer decay.
+# backbone while it is frozen, the head's rate afterwards
+# (`trunk_ratio=0.1` would give it a tenth: fastai's discriminative rates,
+# which measured worse on our problems). The same per-layer rates are
+# available on their own: `km.LayerRates({"backbone": 0.1})`, or
+# `km.LayerRates(layer_decay=0.75)` for timm's layer decay.
 
 # %%
 rates = km.LayerRates({"backbone": 0.1})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -221,10 +222,11 @@ class PhaseLR(LRCallback):
     A recipe can be written free of scale: with `peak_lr`, a phase may give
     `ratio` (a multiple of the peak) instead of `lr`. `peak_lr="auto"` finds
     the peak with a learning-rate range test (`keras_multiphase.find_lr`) on
-    the training data when training starts, with the model left as it was;
-    the value is logged as `peak_lr` and kept in the optimizer's state, so a
-    run resumed with `BackupAndRestore` or `initial_epoch` reuses it instead
-    of testing again. When the test is inconclusive (the loss never fell,
+    the training data when training starts, with the model left as it was
+    and every layer at its full rate (phases' `layer_rates` scale the
+    whole model's peak); the value is logged as `peak_lr` and kept in the
+    optimizer's state, so a run resumed with `BackupAndRestore` or
+    `initial_epoch` reuses it instead of testing again. When the test is inconclusive (the loss never fell,
     never diverged, or was NaN at once) or the data cannot be re-read (a
     generator), the peak falls back to the optimizer's own rate, with a
     warning that says why.
@@ -405,7 +407,25 @@ class PhaseLR(LRCallback):
         if self.peak_lr == AUTO and not float(self.contribution.peak.numpy()) > 0:
             # Before the engine installs the composed rate (at the first
             # epoch's start): the sweep trains through its own step.
-            self.contribution.peak.assign(self._find_peak())
+            with self._whole_model():
+                self.contribution.peak.assign(self._find_peak())
+
+    @contextlib.contextmanager
+    def _whole_model(self):
+        """Every layer at its full rate while the range test sweeps: the
+        peak is the whole model's, which the phases' `layer_rates` scale
+        (a peak taken with a trunk frozen is several times too high for
+        the trunk once it trains)."""
+        state = self.contribution.layer_state
+        if state is None:
+            yield
+            return
+        first = np.array(state.numpy())
+        state.assign(np.ones_like(first))
+        try:
+            yield
+        finally:
+            state.assign(first)
 
     def assume_peak(self, value: float) -> None:
         """Sets the peak of `peak_lr="auto"` without a range test (used by
