@@ -226,10 +226,10 @@ class PhaseLR(LRCallback):
     and every layer at its full rate (phases' `layer_rates` scale the
     whole model's peak); the value is logged as `peak_lr` and kept in the
     optimizer's state, so a run resumed with `BackupAndRestore` or
-    `initial_epoch` reuses it instead of testing again. When the test is inconclusive (the loss never fell,
-    never diverged, or was NaN at once) or the data cannot be re-read (a
-    generator), the peak falls back to the optimizer's own rate, with a
-    warning that says why.
+    `initial_epoch` reuses it instead of testing again. When the test is
+    inconclusive (the loss never fell, never diverged, or was NaN at once)
+    or the data cannot be re-read (a generator), the peak falls back to the
+    optimizer's own rate, with a warning that says why.
 
     Example:
 
