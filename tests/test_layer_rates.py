@@ -347,3 +347,16 @@ def test_preview_shows_each_layer_keys_rate():
     np.testing.assert_allclose(
         table["layer_rates"]["head"], [0.02, 0.02, 0.002, 0.002], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("trunk_ratio", [1.0, 0.1])
+def test_fine_tune_schedule_frozen_then_the_trunk_at_its_ratio(trunk_ratio):
+    import keras_multiphase as km
+
+    callbacks = km.preset("fine_tune", peak_lr=1e-2, trunk_ratio=trunk_ratio)
+    table = km.preview(callbacks, epochs=20, steps_per_epoch=10)
+    trunk, rate = table["layer_rates"]["auto"], table["learning_rate"]
+    np.testing.assert_array_equal(trunk[:10], 0.0)  # the first 5% frozen
+    np.testing.assert_allclose(rate[:10], 1e-2)  # the heads at the peak
+    np.testing.assert_allclose(trunk[10:], trunk_ratio * rate[10:], rtol=1e-6)
+    assert rate[10:].max() == pytest.approx(1e-2)  # the whole model's peak
