@@ -260,7 +260,7 @@ def digits_rows_model(seed):
     backbone = _backbone(seed)
     backbone.set_weights(_pretrained_backbone(seed, upstream_low=True))
     spec = {"rows": (8, None), "odd": (1, "sigmoid")}
-    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="rows")
+    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="digits_rows")
 
 
 # -- noisy ---------------------------------------------------------------------

@@ -22,6 +22,18 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      layer is set from a sample of the training data
                      (regression: bias at the target's mean; classifier:
                      logits centred, unit sd, bias at the class prior)
+  multiphase+headinit@peak  the same, the range test taken before the
+                     initialisation (the default's peak)
+  multiphase+headbias@peak  ... the regression heads' biases only
+  multiphase+headlogit@peak  ... the classifiers' logits only
+  multiphase+sum     experiments (JAX only, gradient_balance.py): one
+  multiphase+normalized  gradient per head, combined on the trunk: summed;
+  multiphase+protected  small heads rescaled to the dominant's norm; the
+                     same without the part that conflicts with the dominant
+  multiphase+stable  stable_heads(model): sigmoid / softmax heads that keep
+                     their gradient when saturated (as on TensorFlow)
+  multiphase+stable+headlogit  the same, then the classifiers' logits
+                     initialised as in headlogit@peak
   multiphase+inputs  the levers of scaling apart (issue 24's ablation):
   multiphase+targets inputs standardised only (an adapted Normalization
   multiphase+inverse before the model); targets only (scale_outputs without
@@ -90,7 +102,18 @@ RUNS = (
     "fine_tune",
 )
 # Measured once, not run by default (--runs names them).
-EXPERIMENTS = ("multiphase+headinit", "fine_tune@trunk10")
+EXPERIMENTS = (
+    "multiphase+headinit",
+    "multiphase+headinit@peak",
+    "multiphase+headbias@peak",
+    "multiphase+headlogit@peak",
+    "fine_tune@trunk10",
+    "multiphase+sum",
+    "multiphase+normalized",
+    "multiphase+protected",
+    "multiphase+stable",
+    "multiphase+stable+headlogit",
+)
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
 # The peers of the default's shape, each at the peak its range test finds.
@@ -134,8 +157,29 @@ def setup(run, problem, model, x, y, epochs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset("multiphase", **overrides)
+        if run.split("+")[-1] in ("sum", "normalized", "protected"):
+            from gradient_balance import protected
+
+            mode = run.split("+")[-1]
+            model = protected(model, problem.losses, problem.dominant, mode)
+        if run in ("multiphase+stable", "multiphase+stable+headlogit"):
+            km.stable_heads(model)
+        if run == "multiphase+stable+headlogit":  # after the range test
+            peak = range_test_peak(problem, model, x, y)
+            callbacks = km.preset("multiphase", peak_lr=peak)
+            init_heads(model, x, y, regression=False)
         if run == "multiphase+headinit":
             init_heads(model, x, y)
+        elif run.endswith("@peak"):  # headinit@peak, headbias@peak
+            peak = range_test_peak(problem, model, x, y)  # before the init
+            callbacks = km.preset("multiphase", peak_lr=peak)
+            init_heads(
+                model,
+                x,
+                y,
+                classifiers=not run.startswith("multiphase+headbias"),
+                regression=not run.startswith("multiphase+headlogit"),
+            )
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
@@ -167,9 +211,11 @@ def inverse_initial_losses(problem, model, x, y) -> dict:
     return {n: 1.0 / max(before[f"{n}_loss"], 1e-12) for n in problem.losses}
 
 
-def init_heads(model, x, y, samples=2048):
+def init_heads(model, x, y, samples=2048, classifiers=True, regression=True):
     """Data-dependent initialisation of each output's last Dense layer,
-    from the first `samples` training samples (an experiment)."""
+    from the first `samples` training samples (an experiment); with
+    `classifiers=False` only the regression heads' biases, with
+    `regression=False` only the classifiers' logits."""
     names = list(model.output_names)
     take = lambda v: v[:samples]  # noqa: E731
     xs = keras.tree.map_structure(take, x)
@@ -181,6 +227,10 @@ def init_heads(model, x, y, samples=2048):
         z = h @ kernel + bias
         target = np.asarray(y[name][:samples], "float64")
         activation = getattr(layer.activation, "__name__", "linear")
+        activation = activation.removeprefix("stable_")
+        is_classifier = activation in ("sigmoid", "softmax")
+        if not (classifiers if is_classifier else regression):
+            continue
         if activation in ("sigmoid", "softmax"):
             scale = max(z.std(), 1e-12)
             kernel = kernel / scale

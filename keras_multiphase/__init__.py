@@ -33,6 +33,9 @@ _EXPORTS = {
     "presets": "keras_multiphase._preset_files",
     "plot_schedule": "keras_multiphase.preview",
     "preview": "keras_multiphase.preview",
+    "stable_heads": "keras_multiphase.stable_heads",
+    "stable_sigmoid": "keras_multiphase.stable_heads",
+    "stable_softmax": "keras_multiphase.stable_heads",
     "PhaseSchedule": "keras_multiphase.schedules",
     "WarmupCosineRestartsSchedule": "keras_multiphase.schedules",
 }

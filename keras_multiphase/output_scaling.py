@@ -98,10 +98,24 @@ def _normalized(model, inputs, x):
         )
     out = []
     for tensor, array in zip(tensors, arrays, strict=True):
-        layer = keras.layers.Normalization(axis=-1, name=f"{tensor.name}_norm")
-        layer.adapt(np.asarray(array, "float32"))
+        mean, variance = _moments(np.asarray(array, "float64"))
+        layer = keras.layers.Normalization(
+            axis=-1, mean=mean, variance=variance, name=f"{tensor.name}_norm"
+        )
         out.append(layer(tensor))
     return out if isinstance(inputs, list) else out[0]
+
+
+def _moments(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (last axis) mean and variance of `array`; a feature
+    constant in `array` keeps a variance of 1 (centred, not scaled), where an
+    adapted `Normalization` would divide it by `epsilon` and multiply any
+    later non-constant value by 1e7 (a pixel that is always 0 in the
+    training images, say)."""
+    flat = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array[:, None]
+    mean, variance = flat.mean(0), flat.var(0)
+    variance = np.where(variance > 1e-12 * np.maximum(mean**2, 1.0), variance, 1.0)
+    return mean.astype("float32"), variance.astype("float32")
 
 
 def _power(name: str, loss) -> int:

@@ -302,6 +302,7 @@ def test_a_head_hidden_by_a_dominant_one_is_named_with_its_fix():
     assert learning.numbers["improvement"] == pytest.approx(0.01 / 0.70)
     (advice,) = heads["cls"].recommendations
     assert "dominant threshold" in advice and "scale_outputs" in advice
+    assert "stable_heads" in advice  # a classifier: it may be saturated
     assert not report.healthy
     assert "not_learning" in report.to_dict()["heads"]["cls"]["problems"]
     text = str(report)
@@ -326,6 +327,7 @@ def test_a_head_stuck_on_its_own_is_told_to_check_its_targets():
     heads = {head.name: head for head in report.heads}
     assert heads["b"].problems[-1] == "not_learning"
     assert "check its targets" in heads["b"].recommendations[0]
+    assert "stable_heads" not in heads["b"].recommendations[0]  # no accuracy
     assert "not_learning" not in heads["a"].problems
 
 

@@ -93,6 +93,16 @@ def test_inputs_are_standardised_with_x():
     np.testing.assert_allclose(standardised.std(0), 1, atol=1e-3)
 
 
+def test_a_feature_constant_in_x_is_centred_not_blown_up():
+    x, y = data()
+    x[:, 2] = 0.0  # a pixel that is blank in every training image
+    scaled = km.scale_outputs(two_heads(), y, x=x)
+    norm = scaled.model.get_layer("features_norm")
+    later = np.array([[0.0, 0.0, 3.0]], "float32")  # not blank later
+    standardised = keras.ops.convert_to_numpy(norm(later))
+    np.testing.assert_allclose(standardised[0, 2], 3.0)  # not 3e7
+
+
 def test_saved_model_loads_without_the_package(tmp_dir):
     x, y = data()
     scaled = km.scale_outputs(two_heads(), y, x=x)

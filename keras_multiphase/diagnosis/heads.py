@@ -14,6 +14,13 @@ from collections.abc import Mapping, Sequence
 
 from keras_multiphase.diagnosis import signs as sg
 
+_SATURATED = (
+    "A sigmoid or softmax classifier trained on JAX or PyTorch may be "
+    "saturated (probabilities at 0 or 1, where Keras's crossentropy has no "
+    "gradient; TensorFlow differentiates the logits): call "
+    "`keras_multiphase.stable_heads(model)` before compiling (on the "
+    "benchmark problems it left the dominant head unchanged). "
+)
 _HIDDEN = (
     "{name} is not learning next to the dominant {dominant}: put the "
     "dominant target and raw inputs on a unit scale "
@@ -110,20 +117,24 @@ def diagnose_heads(
                 signs=signs,
                 problems=problems,
                 recommendations=_recommendations(
-                    name, problems, prefix, dominant, component
+                    name, problems, prefix, dominant, component, accuracy
                 ),
             )
         )
     return tuple(out)
 
 
-def _recommendations(name, problems, prefix, dominant, component) -> tuple:
+def _recommendations(
+    name, problems, prefix, dominant, component, accuracy=None
+) -> tuple:
     words = {"name": name, "prefix": prefix}
     if sg.NOT_LEARNING in problems:
+        # A head with an accuracy metric is a classifier: it may be saturated.
+        first = _SATURATED if accuracy is not None else ""
         if dominant and dominant != component:
             words["dominant"] = dominant[: -len("_loss")]
-            return (_HIDDEN.format(**words),)
-        return (_STUCK.format(**words),)
+            return (first + _HIDDEN.format(**words),)
+        return (first + _STUCK.format(**words),)
     out = []
     if sg.COLLAPSE in problems:
         out.append(_COLLAPSE.format(**words))
