@@ -390,6 +390,28 @@ def forget_train_function(model) -> None:
     model.train_function = None
 
 
+def producing_layer(tensor):
+    """The layer whose call made the symbolic `tensor` (an output of a
+    functional model).
+
+    `model.get_layer(name)` for each of `model.output_names` would be the
+    public route, but an output given as a dict key (`outputs={"label":
+    x}`) is named by the key, not by its layer. Keras keeps the producing
+    operation in `tensor._keras_history`.
+    """
+    return tensor._keras_history[0]
+
+
+def set_activation(layer, activation) -> None:
+    """Gives a built layer another activation.
+
+    Keras has no API for it; `Dense`, the `Conv` layers and `Activation`
+    read `self.activation` at each call and write it in `get_config`, so a
+    step traced after the change uses it and a saved model records it.
+    """
+    layer.activation = activation
+
+
 def set_progbar_target(progbar, steps: int) -> None:
     """Sets the number of steps Keras's progress bar shows for this epoch,
     which `fit` fixes once per call (AdaptiveBatch changes it per epoch);

@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_multiphase import _keras_internals
+
 _PACKAGE = "keras_multiphase"
 
 
@@ -74,7 +76,7 @@ def _output_layers(model) -> list:
         )
     layers = []
     for tensor in keras.tree.flatten(outputs):
-        layer = tensor._keras_history[0]
+        layer = _keras_internals.producing_layer(tensor)
         if layer not in layers:
             layers.append(layer)
     return layers
@@ -124,7 +126,7 @@ def stable_heads(model: keras.Model) -> keras.Model:
     for layer in layers:
         name = _activation_name(layer)
         if name is not None:
-            layer.activation = _STABLE[name]
+            _keras_internals.set_activation(layer, _STABLE[name])
             changed.append(layer.name)
         elif getattr(layer, "activation", None) in _STABLE.values():
             changed.append(layer.name)  # already stable
