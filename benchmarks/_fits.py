@@ -98,6 +98,8 @@ def callbacks(kind: str) -> list:
 def build(spec: dict, y):
     """The model of benchmark model `spec`, its loss and its targets."""
     heads = spec.get("heads", 1)
+    if spec.get("classifier"):
+        return _with_classifier(spec, y)
     if heads == 1:
         layers = [keras.Input((spec["inputs"],))]
         layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
@@ -105,11 +107,30 @@ def build(spec: dict, y):
     return mlp(spec["inputs"], spec["hidden"], heads, y)
 
 
+def _with_classifier(spec: dict, y):
+    """The small model with a regression head and a sigmoid classifier."""
+    inputs = keras.Input((spec["inputs"],))
+    h = inputs
+    for units in spec["hidden"]:
+        h = keras.layers.Dense(units, activation="relu")(h)
+    outputs = {
+        "value": keras.layers.Dense(1, name="value")(h),
+        "label": keras.layers.Dense(1, activation="sigmoid", name="label")(h),
+    }
+    loss = {"value": "mse", "label": "binary_crossentropy"}
+    targets = {"value": y, "label": (y > 0).astype("float32")}
+    return keras.Model(inputs, outputs), loss, targets
+
+
 def compiled(kind: str, spec: dict, y):
     """The model of `spec` compiled for configuration `kind`, and its
     targets (`one more optimizer variable` adds a scalar nothing reads)."""
     keras.utils.set_random_seed(0)
     model, loss, targets = build(spec, y)
+    if kind == "stable_heads(model)":
+        import keras_multiphase as km
+
+        km.stable_heads(model)
     model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
     if kind == "one more optimizer variable":
         # One more variable in the training state, read by nothing.

@@ -23,6 +23,8 @@ Models:
            step, which hides most of the cost
   two-head the small model with two output heads (a dict of outputs, one
            loss each): the shape of model the preset is for
+  classifier  the small model with a regression head and a sigmoid
+           classifier (for `stable_heads(model)`)
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
         [--models small current] [--configs preset(multiphase) ...]
@@ -70,6 +72,7 @@ CONFIGS = (
     "preset(multiphase, peak_lr=1e-3)",
     "preset(multiphase, peak_lr=1e-3, log_dir)",
     "preset(multiphase)",
+    "stable_heads(model)",
 )
 ONE_THREAD = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
@@ -81,6 +84,13 @@ MODELS = {
     "small": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024},
     "current": {"inputs": 64, "hidden": (256, 256), "batch": 32, "steps": 512},
     "two-head": {"inputs": 32, "hidden": (64,), "batch": 16, "steps": 1024, "heads": 2},
+    "classifier": {
+        "inputs": 32,
+        "hidden": (64,),
+        "batch": 16,
+        "steps": 1024,
+        "classifier": True,
+    },
 }
 
 
