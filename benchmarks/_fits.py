@@ -7,10 +7,12 @@ import keras
 import numpy as np
 
 
-def mlp(inputs, hidden, heads, y):
+def mlp(inputs, hidden, heads, y, classifier=False):
     """A functional MLP with `heads` outputs of one unit, its loss and its
     targets: one head takes `y`; more take a dict of outputs, one `mse`
-    each (as multi-output users compile), and `y` rolled by one per head."""
+    each (as multi-output users compile), and `y` rolled by one per head.
+    With `classifier`, the last head is a sigmoid with
+    `binary_crossentropy` on `y > 0`."""
     x = keras.Input((inputs,))
     h = x
     for width in hidden:
@@ -20,7 +22,13 @@ def mlp(inputs, hidden, heads, y):
     if heads == 1:
         return keras.Model(x, outputs[names[0]]), "mse", y
     targets = {n: np.roll(y, i) for i, n in enumerate(names)}
-    return keras.Model(x, outputs), dict.fromkeys(names, "mse"), targets
+    losses = dict.fromkeys(names, "mse")
+    if classifier:
+        last = names[-1]
+        outputs[last] = keras.layers.Dense(1, "sigmoid", name=last)(h)
+        losses[last] = "binary_crossentropy"
+        targets[last] = (targets[last] > 0).astype("float32")
+    return keras.Model(x, outputs), losses, targets
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -98,28 +106,11 @@ def callbacks(kind: str) -> list:
 def build(spec: dict, y):
     """The model of benchmark model `spec`, its loss and its targets."""
     heads = spec.get("heads", 1)
-    if spec.get("classifier"):
-        return _with_classifier(spec, y)
     if heads == 1:
         layers = [keras.Input((spec["inputs"],))]
         layers += [keras.layers.Dense(h, activation="relu") for h in spec["hidden"]]
         return keras.Sequential([*layers, keras.layers.Dense(1)]), "mse", y
-    return mlp(spec["inputs"], spec["hidden"], heads, y)
-
-
-def _with_classifier(spec: dict, y):
-    """The small model with a regression head and a sigmoid classifier."""
-    inputs = keras.Input((spec["inputs"],))
-    h = inputs
-    for units in spec["hidden"]:
-        h = keras.layers.Dense(units, activation="relu")(h)
-    outputs = {
-        "value": keras.layers.Dense(1, name="value")(h),
-        "label": keras.layers.Dense(1, activation="sigmoid", name="label")(h),
-    }
-    loss = {"value": "mse", "label": "binary_crossentropy"}
-    targets = {"value": y, "label": (y > 0).astype("float32")}
-    return keras.Model(inputs, outputs), loss, targets
+    return mlp(spec["inputs"], spec["hidden"], heads, y, spec.get("classifier", False))
 
 
 def compiled(kind: str, spec: dict, y):

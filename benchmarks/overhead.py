@@ -89,6 +89,7 @@ MODELS = {
         "hidden": (64,),
         "batch": 16,
         "steps": 1024,
+        "heads": 2,
         "classifier": True,
     },
 }

@@ -217,50 +217,59 @@ def _pretrained_backbone(seed, upstream_low=True):
     return _PRETRAINED[key]
 
 
-def digits_data(seed, low=False):
-    """Digits 5-9 (or 0-4; raw pixels 0-16): `ink` (the total, ~300:
-    dominant) and `digit` (5 classes)."""
+def _digit_targets(seed, low, targets):
+    """Digits 5-9 (or 0-4; raw pixels 0-16), split per seed, with the
+    targets `targets(x, label)` makes."""
     x, label = _digits()
     keep = (label < 5) if low else (label >= 5)
-    x, label = x[keep], label[keep] % 5
-    y = {
-        "ink": x.sum(1, keepdims=True).astype("float32"),
-        "digit": label[:, None].astype("int32"),
-    }
+    x, label = x[keep], label[keep]
+    y = targets(x, label)
     train, val = _split(len(x), 0.25, seed)
     pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
     return x[train], pick(train), x[val], pick(val)
 
 
-def digits_model(seed, upstream_low=True):
-    inputs = keras.Input((64,), name="pixels")
-    backbone = _backbone(seed)
-    backbone.set_weights(_pretrained_backbone(seed, upstream_low))
-    spec = {"ink": (1, None), "digit": (5, "softmax")}
-    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="digits")
+def digits_data(seed, low=False):
+    """`ink` (the total, ~300: dominant) and `digit` (5 classes)."""
+    return _digit_targets(
+        seed,
+        low,
+        lambda x, label: {
+            "ink": x.sum(1, keepdims=True).astype("float32"),
+            "digit": (label % 5)[:, None].astype("int32"),
+        },
+    )
 
 
 def digits_rows_data(seed):
     """Digits 5-9: `rows` (each of the 8 rows' ink, ~40 each: dominant) and
     `odd` (binary)."""
-    x, label = _digits()
-    keep = label >= 5
-    x, label = x[keep], label[keep]
-    y = {
-        "rows": x.reshape(-1, 8, 8).sum(2).astype("float32"),
-        "odd": (label % 2)[:, None].astype("float32"),
-    }
-    train, val = _split(len(x), 0.25, seed)
-    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
-    return x[train], pick(train), x[val], pick(val)
+    return _digit_targets(
+        seed,
+        False,
+        lambda x, label: {
+            "rows": x.reshape(-1, 8, 8).sum(2).astype("float32"),
+            "odd": (label % 2)[:, None].astype("float32"),
+        },
+    )
+
+
+def _digits_model(seed, upstream_low, spec, name):
+    """The pretrained backbone under new heads `spec`."""
+    inputs = keras.Input((64,), name="pixels")
+    backbone = _backbone(seed)
+    backbone.set_weights(_pretrained_backbone(seed, upstream_low))
+    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name=name)
+
+
+def digits_model(seed, upstream_low=True):
+    spec = {"ink": (1, None), "digit": (5, "softmax")}
+    return _digits_model(seed, upstream_low, spec, "digits")
 
 
 def digits_rows_model(seed):
-    inputs = keras.Input((64,), name="pixels")
-    backbone = _backbone(seed)
-    backbone.set_weights(_pretrained_backbone(seed, upstream_low=True))
     spec = {"rows": (8, None), "odd": (1, "sigmoid")}
-    return keras.Model(inputs, _heads(backbone(inputs), seed, spec), name="digits_rows")
+    return _digits_model(seed, True, spec, "digits_rows")
 
 
 # -- noisy ---------------------------------------------------------------------

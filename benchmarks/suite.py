@@ -139,9 +139,6 @@ def setup(run, problem, model, x, y, epochs):
     elif run in VARIANTS:
         overrides = dict(VARIANTS[run])
         name_or_path = overrides.pop("preset", "multiphase")
-        if overrides.pop("whole_peak", False):  # the whole model's range test
-            peak = range_test_peak(problem, model, x, y)
-            overrides["peak_lr"] = peak
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset(name_or_path, **overrides)
@@ -492,8 +489,7 @@ def main():
         action="append",
         default=[],
         help='NAME=JSON: a run of preset("multiphase", **JSON) named NAME; '
-        'JSON\'s "preset" names another preset or a YAML file, and '
-        '"whole_peak": true sets peak_lr from the whole model\'s range test',
+        'JSON\'s "preset" names another preset or a YAML file',
     )
     parser.add_argument("--json", help="write all results to this file")
     parser.add_argument("--out", help="write the loss-curve plot to this PNG")

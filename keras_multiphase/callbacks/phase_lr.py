@@ -223,8 +223,8 @@ class PhaseLR(LRCallback):
     `ratio` (a multiple of the peak) instead of `lr`. `peak_lr="auto"` finds
     the peak with a learning-rate range test (`keras_multiphase.find_lr`) on
     the training data when training starts, with the model left as it was
-    and every layer at its full rate (phases' `layer_rates` scale the
-    whole model's peak); the value is logged as `peak_lr` and kept in the
+    and the phases' `layer_rates` lifted (the peak is the whole model's,
+    which they then scale); the value is logged as `peak_lr` and kept in the
     optimizer's state, so a run resumed with `BackupAndRestore` or
     `initial_epoch` reuses it instead of testing again. When the test is
     inconclusive (the loss never fell, never diverged, or was NaN at once)
@@ -412,7 +412,7 @@ class PhaseLR(LRCallback):
 
     @contextlib.contextmanager
     def _whole_model(self):
-        """Every layer at its full rate while the range test sweeps: the
+        """The phases' layer multipliers at 1 while the range test sweeps: the
         peak is the whole model's, which the phases' `layer_rates` scale
         (a peak taken with a trunk frozen is several times too high for
         the trunk once it trains)."""
