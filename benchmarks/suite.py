@@ -40,6 +40,8 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      x); loss weights 1 / each head's initial loss only
   multiphase+scaling scale_outputs(model, y, x=x) (standardised heads and
                      inputs, predictions in original units) + the preset
+  multiphase+heads   normalize_heads(model, y): a BatchNormalization before
+                     each small head, stable sigmoid / softmax; + the preset
   fine_tune          preset("fine_tune"): the heads alone with the trunk
                      frozen (5%), then the whole model and the multiphase
                      shape, at the whole model's range-test peak; the trunk
@@ -99,6 +101,7 @@ RUNS = (
     "multiphase+inputs",
     "multiphase+targets",
     "multiphase+inverse",
+    "multiphase+heads",
     "fine_tune",
 )
 # Measured once, not run by default (--runs names them).
@@ -113,6 +116,15 @@ EXPERIMENTS = (
     "multiphase+protected",
     "multiphase+stable",
     "multiphase+stable+headlogit",
+    "multiphase+bn_cls",
+    "multiphase+ln_cls",
+    "multiphase+bn_small",
+    "multiphase+bn_all",
+    "multiphase+stable+bn_cls",
+    "multiphase+stable+bn_small",
+    "multiphase+stable+bn_small_g10",
+    "multiphase+stable+bn_small_g100",
+    "multiphase+stable+bn_small_gsd",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -159,7 +171,7 @@ def setup(run, problem, model, x, y, epochs):
 
             mode = run.split("+")[-1]
             model = protected(model, problem.losses, problem.dominant, mode)
-        if run in ("multiphase+stable", "multiphase+stable+headlogit"):
+        if "+stable" in run:
             km.stable_heads(model)
         if run == "multiphase+stable+headlogit":  # after the range test
             peak = range_test_peak(problem, model, x, y)
@@ -177,6 +189,11 @@ def setup(run, problem, model, x, y, epochs):
                 classifiers=not run.startswith("multiphase+headbias"),
                 regression=not run.startswith("multiphase+headlogit"),
             )
+        tag = run.split("+")[-1]
+        if tag.split("_g")[0] in ("bn_cls", "ln_cls", "bn_small", "bn_all"):
+            model = normalized_heads(model, problem, tag)
+        if run == "multiphase+heads":
+            model = km.normalize_heads(model, y)
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
@@ -199,6 +216,54 @@ def standardised_inputs(model, x):
     norm.adapt(x)
     inputs = keras.Input(x.shape[1:])
     return keras.Model(inputs, model(norm(inputs)))
+
+
+class GradientBoost(keras.layers.Layer):
+    """Identity forward; the gradient to the trunk times g (or the
+    features' batch sd, "sd")."""
+
+    def __init__(self, g, **kwargs):
+        super().__init__(**kwargs)
+        self.g = g
+
+    def call(self, h):
+        ops = keras.ops
+        if self.g == "sd":
+            g = ops.stop_gradient(ops.sqrt(ops.var(h, axis=0) + 1e-3))
+        else:
+            g = float(self.g)
+        return ops.stop_gradient(h) + g * (h - ops.stop_gradient(h))
+
+
+def normalized_heads(model, problem, tag):
+    """An experiment: a normalisation between the trunk and chosen heads."""
+
+    def chosen(layer):
+        act = getattr(layer.activation, "__name__", "linear").removeprefix("stable_")
+        if tag.endswith("cls"):
+            return act in ("sigmoid", "softmax")
+        if "small" in tag:
+            return layer.name != problem.dominant
+        return True
+
+    heads = {n for n in model.output_names if chosen(model.get_layer(n))}
+
+    def call(layer, *args, **kwargs):
+        if layer.name in heads:
+            norm = (
+                keras.layers.LayerNormalization()
+                if tag.startswith("ln")
+                else keras.layers.BatchNormalization()
+            )
+            h = args[0]
+            if "_g" in tag:
+                h = GradientBoost(tag.split("_g")[1])(h)
+            return layer(norm(h), *args[1:], **kwargs)
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call
+    )
 
 
 def inverse_initial_losses(problem, model, x, y) -> dict:

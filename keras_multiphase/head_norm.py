@@ -1,0 +1,155 @@
+"""Small heads that learn beside a dominant one.
+
+When one regression target is in the hundreds and the others are of order
+one, the shared trunk's features grow to serve the large target. A small
+head then reads features hundreds of units wide: each Adam step moves its
+output by far more than its whole range, a classifier's probabilities sit at
+0 or 1, and it ends near chance. Its loss weight does not help: Adam's step
+on the head's own weights does not depend on it, and raising it lets the
+small head reshape the trunk the dominant head needs.
+
+`normalize_heads(model, y)` leaves the dominant head as it is and gives each
+small head its own `keras.layers.BatchNormalization` between the trunk and
+the head: the head reads unit-scale features whatever scale the trunk
+takes, and its gradient reaches the trunk divided by the features' scale,
+so it cannot drag the trunk away from the dominant head. Sigmoid and
+softmax outputs also get `stable_heads`' activations (the logit loss's
+gradient on every backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_multiphase import _keras_internals
+from keras_multiphase.output_scaling import _as_dict, _is_regression
+from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
+
+# A head is small when its target's root mean square (a classifier's: 1) is
+# below this fraction of the largest: its loss at a zero prediction is then
+# under 1% of the dominant one's.
+_SMALL = 0.1
+
+
+def normalize_heads(
+    model: keras.Model,
+    y=None,
+    primary: str | Sequence[str] | None = None,
+) -> keras.Model:
+    """A `BatchNormalization` before each small head, so it learns beside
+    a dominant one.
+
+    Returns a new functional model built from the same layers (the same
+    weights, pretrained ones included) in which every output other than
+    the primary ones reads the trunk through its own
+    `keras.layers.BatchNormalization`, and every sigmoid or softmax output
+    has `stable_heads`' activation. The primary outputs are the ones named
+    in `primary`, or else those whose training target `y` is large: a root
+    mean square at least a tenth of the largest (a classifier counts as 1).
+    Predictions keep their units; compile the returned model. It saves and
+    loads as usual with `keras_multiphase` imported.
+
+    Example:
+
+    >>> import numpy as np
+    >>> inputs = keras.Input((4,))
+    >>> h = keras.layers.Dense(8, "relu")(inputs)
+    >>> model = keras.Model(inputs, {
+    ...     "price": keras.layers.Dense(1, name="price")(h),
+    ...     "sold": keras.layers.Dense(1, "sigmoid", name="sold")(h)})
+    >>> y = {"price": np.random.uniform(400, 1000, (64, 1)),
+    ...      "sold": np.random.randint(0, 2, (64, 1)).astype("float32")}
+    >>> model = normalize_heads(model, y)
+    >>> sorted(type(layer).__name__ for layer in model.layers)[:2]
+    ['BatchNormalization', 'Dense']
+
+    Args:
+        model: A built functional `keras.Model` with two or more outputs,
+            each a layer with weights (`Dense`, `Conv`, ...).
+        y: The training targets (a dict keyed by output name, or a list in
+            output order): finds the primary outputs when `primary` is not
+            given.
+        primary: Optional output name or names: the heads that are never
+            changed, the others being auxiliary.
+
+    Returns:
+        A new `keras.Model` with the same inputs and output names.
+
+    Raises:
+        ValueError: if `model` is not a functional model with two or more
+            outputs, if neither `y` nor `primary` is given, or if `primary`
+            names an output the model does not have.
+    """
+    heads = _heads(model)
+    chosen = _primary(model, y, primary)
+    small = {layer for name, layer in heads.items() if name not in chosen}
+    for layer in heads.values():
+        if _activation_name(layer) is not None:
+            _keras_internals.set_activation(layer, _STABLE[_activation_name(layer)])
+
+    def call(layer, *args, **kwargs):
+        if layer in small:
+            norm = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")
+            args = (norm(args[0]), *args[1:])
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call
+    )
+
+
+def _heads(model) -> dict:
+    """Output name -> the layer that produces it."""
+    layers = _output_layers(model)
+    names = list(model.output_names)
+    if len(names) < 2 or len(layers) != len(names):
+        raise ValueError(
+            "Argument `model` must be a functional keras.Model with two or "
+            "more outputs, each made by its own layer. Received: "
+            f"model {model.name!r} with outputs {names}"
+        )
+    heads = dict(zip(names, layers, strict=True))
+    for name, layer in heads.items():
+        if not layer.weights or isinstance(layer, keras.Model):
+            raise ValueError(
+                f"Output {name!r} is made by {type(layer).__name__} "
+                f"{layer.name!r}, which has no weights of its own: "
+                "normalize_heads needs each output made by a layer with "
+                "weights (Dense, Conv, EinsumDense)."
+            )
+    return heads
+
+
+def _primary(model, y, primary) -> set:
+    names = list(model.output_names)
+    if primary is not None:
+        chosen = {primary} if isinstance(primary, str) else set(primary)
+        unknown = sorted(chosen - set(names))
+        if unknown or not chosen:
+            raise ValueError(
+                f"Argument `primary` must name outputs of the model "
+                f"({names}). Received: primary={primary!r}"
+            )
+        return chosen
+    if y is None:
+        raise ValueError(
+            "normalize_heads needs the training targets `y` or the names "
+            "of the `primary` outputs to know which heads are small. "
+            "Received: y=None, primary=None"
+        )
+    targets = _as_dict(model, y)
+    scale = {name: _scale(targets[name]) for name in targets}
+    largest = max(scale.values())
+    return {n for n in names if scale.get(n, largest) >= _SMALL * largest}
+
+
+def _scale(values) -> float:
+    """Root mean square of a regression target; 1 for class labels."""
+    values = np.asarray(values)
+    if not _is_regression(values):
+        return 1.0
+    finite = values[np.isfinite(values)].astype("float64")
+    return float(np.sqrt(np.mean(finite**2))) if finite.size else 1.0

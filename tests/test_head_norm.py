@@ -1,0 +1,152 @@
+"""normalize_heads: each small head reads unit-scale features through its
+own BatchNormalization; the dominant head trains exactly as before."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_multiphase as km
+
+
+def _model(seed=0):
+    """Raw inputs of scale ~700: the trunk's features are hundreds wide."""
+    init = keras.initializers.GlorotUniform
+    inputs = keras.Input((3,), name="x")
+    h = keras.layers.Dense(8, "relu", kernel_initializer=init(seed), name="trunk")(
+        inputs
+    )
+    return keras.Model(
+        inputs,
+        {
+            "value": keras.layers.Dense(
+                1, kernel_initializer=init(seed + 1), name="value"
+            )(h),
+            "label": keras.layers.Dense(
+                1, "sigmoid", kernel_initializer=init(seed + 2), name="label"
+            )(h),
+        },
+    )
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    level = rng.uniform(400, 1000, (n, 1))
+    x = np.concatenate([level, z], axis=1).astype("float32")
+    y = {
+        "value": (level + 10 * z[:, :1]).astype("float32"),
+        "label": (level + 30 * z[:, 1:] > 700).astype("float32"),
+    }
+    return x, y
+
+
+def _sgd_step(model, x, y, weights, lr=1e-6):
+    model.compile(
+        keras.optimizers.SGD(lr),
+        {"value": "mse", "label": "binary_crossentropy"},
+        loss_weights=weights,
+    )
+    before = {w.path: np.array(w.numpy()) for w in model.trainable_weights}
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    return {
+        w.path: np.array(w.numpy()) - before[w.path] for w in model.trainable_weights
+    }
+
+
+def test_the_dominant_head_and_the_trunk_train_as_before():
+    x, y = _data()
+    plain = _sgd_step(_model(), x, y, {"value": 1.0, "label": 0.0})
+    normalized = _sgd_step(
+        km.normalize_heads(_model(), y), x, y, {"value": 1.0, "label": 0.0}
+    )
+    for path in ("trunk/kernel", "value/kernel", "value/bias"):
+        np.testing.assert_allclose(normalized[path], plain[path], rtol=1e-4)
+
+
+def test_the_small_head_reads_unit_scale_features():
+    x, y = _data()
+    lr = 1e-3
+    # stable_heads alone: the raw model's saturated head has no gradient
+    # on JAX and PyTorch.
+    plain = _sgd_step(km.stable_heads(_model()), x, y, {"value": 0.0, "label": 1.0}, lr)
+    model = km.normalize_heads(_model(), y)
+    normalized = _sgd_step(model, x, y, {"value": 0.0, "label": 1.0}, lr)
+    # d loss / d kernel = mean((p - y) * features): |p - y| <= 1, and the
+    # normalised features have unit sd, so no entry moves by more than lr
+    # * sqrt(n); the raw features move the kernel by hundreds of lr.
+    assert np.abs(normalized["label/kernel"]).max() < 10 * lr
+    assert np.abs(plain["label/kernel"]).max() > 100 * lr
+    # Its pull on the trunk is divided by the features' scale.
+    assert (
+        np.abs(normalized["trunk/kernel"]).max()
+        < np.abs(plain["trunk/kernel"]).max() / 10
+    )
+
+
+def test_a_small_classifier_learns_beside_the_dominant_head():
+    x, y = _data(n=960)
+    accuracy = {}
+    for name in ("stable only", "normalized"):
+        keras.utils.set_random_seed(0)
+        model = km.stable_heads(_model())
+        if name == "normalized":
+            model = km.normalize_heads(model, y)
+        model.compile(
+            keras.optimizers.Adam(1e-2),
+            {"value": "mse", "label": "binary_crossentropy"},
+            metrics={"label": ["accuracy"]},
+        )
+        history = model.fit(x, y, batch_size=48, epochs=5, verbose=0)
+        accuracy[name] = history.history["label_accuracy"][-1]
+    assert accuracy["normalized"] > 0.85, accuracy
+    assert accuracy["stable only"] < 0.7, accuracy  # why normalize_heads exists
+
+
+def test_the_primary_heads_come_from_the_targets_or_the_argument():
+    x, y = _data()
+    names = lambda m: sorted(  # noqa: E731
+        layer.name for layer in m.layers if "input_norm" in layer.name
+    )
+    assert names(km.normalize_heads(_model(), y)) == ["label_input_norm"]
+    assert names(km.normalize_heads(_model(), primary="label")) == ["value_input_norm"]
+    assert names(km.normalize_heads(_model(), [y["label"], y["value"]])) == [
+        "label_input_norm"
+    ]
+
+
+def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path):
+    x, y = _data()
+    original = _model()
+    model = km.normalize_heads(original, y)
+    assert model.get_layer("trunk") is original.get_layer("trunk")
+    assert model.get_layer("label").activation is km.stable_sigmoid
+    model.compile("adam", {"value": "mse", "label": "binary_crossentropy"})
+    model.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for name in ("value", "label"):
+        np.testing.assert_allclose(
+            loaded.predict(x, verbose=0)[name],
+            model.predict(x, verbose=0)[name],
+            rtol=1e-5,
+        )
+
+
+def test_bad_input_is_named():
+    x, y = _data()
+    with pytest.raises(ValueError, match="y=None, primary=None"):
+        km.normalize_heads(_model())
+    with pytest.raises(ValueError, match="primary='price'"):
+        km.normalize_heads(_model(), primary="price")
+    inputs = keras.Input((3,))
+    single = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    with pytest.raises(ValueError, match="two or more outputs"):
+        km.normalize_heads(single, y["value"])
+    h = keras.layers.Dense(1)(inputs)
+    no_weights = keras.Model(
+        inputs,
+        {"value": h, "label": keras.layers.Activation("sigmoid", name="p")(h)},
+    )
+    with pytest.raises(ValueError, match="no weights of its own"):
+        km.normalize_heads(no_weights, y)
