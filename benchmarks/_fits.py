@@ -122,6 +122,10 @@ def compiled(kind: str, spec: dict, y):
         import keras_multiphase as km
 
         km.stable_heads(model)
+    if kind == "normalize_heads(model)":  # the classifier reads a BatchNorm
+        import keras_multiphase as km
+
+        model = km.normalize_heads(model, primary="head_0")
     model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
     if kind == "one more optimizer variable":
         # One more variable in the training state, read by nothing.

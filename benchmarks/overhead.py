@@ -24,7 +24,8 @@ Models:
   two-head the small model with two output heads (a dict of outputs, one
            loss each): the shape of model the preset is for
   classifier  the small model with a regression head and a sigmoid
-           classifier (for `stable_heads(model)`)
+           classifier (for `stable_heads(model)`, `normalize_heads(model)`)
+  current-classifier  the current model with the same two heads
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
         [--models small current] [--configs preset(multiphase) ...]
@@ -73,6 +74,7 @@ CONFIGS = (
     "preset(multiphase, peak_lr=1e-3, log_dir)",
     "preset(multiphase)",
     "stable_heads(model)",
+    "normalize_heads(model)",
 )
 ONE_THREAD = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
@@ -89,6 +91,14 @@ MODELS = {
         "hidden": (64,),
         "batch": 16,
         "steps": 1024,
+        "heads": 2,
+        "classifier": True,
+    },
+    "current-classifier": {
+        "inputs": 64,
+        "hidden": (256, 256),
+        "batch": 32,
+        "steps": 512,
         "heads": 2,
         "classifier": True,
     },

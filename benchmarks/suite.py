@@ -125,6 +125,9 @@ EXPERIMENTS = (
     "multiphase+stable+bn_small_g10",
     "multiphase+stable+bn_small_g100",
     "multiphase+stable+bn_small_gsd",
+    "multiphase+heads+inputs",
+    "fine_tune+heads",
+    "multiphase+heads+plainpeak",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -159,6 +162,8 @@ def setup(run, problem, model, x, y, epochs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset("fine_tune", **overrides)  # trunk: auto rule
+        if run == "fine_tune+heads":
+            model = km.normalize_heads(model, y)
     elif run.startswith("multiphase"):
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
         if run in ("multiphase+dwa", "multiphase+magnitude"):
@@ -192,8 +197,14 @@ def setup(run, problem, model, x, y, epochs):
         tag = run.split("+")[-1]
         if tag.split("_g")[0] in ("bn_cls", "ln_cls", "bn_small", "bn_all"):
             model = normalized_heads(model, problem, tag)
-        if run == "multiphase+heads":
+        if run in ("multiphase+heads", "multiphase+heads+inputs"):
             model = km.normalize_heads(model, y)
+        if run == "multiphase+heads+plainpeak":  # the range test before
+            peak = range_test_peak(problem, model, x, y)
+            callbacks = km.preset("multiphase", peak_lr=peak)
+            model = km.normalize_heads(model, y)
+        if run == "multiphase+heads+inputs":
+            model = standardised_inputs(model, x)
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights

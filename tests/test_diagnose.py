@@ -302,6 +302,7 @@ def test_a_head_hidden_by_a_dominant_one_is_named_with_its_fix():
     assert learning.numbers["improvement"] == pytest.approx(0.01 / 0.70)
     (advice,) = heads["cls"].recommendations
     assert "dominant threshold" in advice and "scale_outputs" in advice
+    assert "normalize_heads(model, y_train)" in advice
     assert "stable_heads" in advice  # a classifier: it may be saturated
     assert not report.healthy
     assert "not_learning" in report.to_dict()["heads"]["cls"]["problems"]
@@ -335,3 +336,16 @@ def test_one_output_has_no_heads_and_learning_share_is_checked():
     assert km.diagnose({"loss": [3.0, 2.0, 1.0]}).heads == ()
     with pytest.raises(ValueError, match="learning_share"):
         km.diagnose({"loss": [3.0, 2.0]}, learning_share=1.5)
+
+
+def test_a_classifier_stuck_on_its_own_is_told_about_saturation():
+    history = {
+        "loss": [2.0, 1.9, 1.9, 1.9],
+        "a_loss": [1.0, 0.5, 0.4, 0.39],
+        "b_loss": [1.0, 1.4, 1.5, 1.51],
+        "b_accuracy": [0.5, 0.5, 0.5, 0.5],
+    }
+    report = km.diagnose(history, learning_share=0.2)
+    (advice,) = {head.name: head for head in report.heads}["b"].recommendations
+    assert "may be saturated" in advice and "stable_heads(model)" in advice
+    assert "check its targets" in advice

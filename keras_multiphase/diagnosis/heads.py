@@ -22,12 +22,15 @@ _SATURATED = (
     "benchmark problems it left the dominant head unchanged). "
 )
 _HIDDEN = (
-    "{name} is not learning next to the dominant {dominant}: put the "
-    "dominant target and raw inputs on a unit scale "
-    "(`keras_multiphase.scale_outputs(model, y_train, x=x_train)`, see "
-    "docs/balancing.md). On the benchmark problems this lifts such heads "
-    "(accuracy ~0.5 -> ~0.9) but can cost the dominant head's error: compare "
-    "both in original units."
+    "{name} is not learning next to the dominant {dominant}: give each "
+    "small head its own normalisation before compiling (`model = "
+    "keras_multiphase.normalize_heads(model, y_train)`, which also gives "
+    "sigmoid and softmax heads stable_heads' activations; see "
+    "docs/balancing.md). On the benchmark problems it lifted such heads "
+    "and left the dominant head's error level. Putting the targets and raw "
+    "inputs on a unit scale (`keras_multiphase.scale_outputs(model, "
+    "y_train, x=x_train)`) lifts some further but can cost the dominant "
+    "head's error: compare both in original units."
 )
 _STUCK = (
     "{name} is not learning: check its targets and loss (a classifier's "
@@ -129,11 +132,11 @@ def _recommendations(
 ) -> tuple:
     words = {"name": name, "prefix": prefix}
     if sg.NOT_LEARNING in problems:
-        # A head with an accuracy metric is a classifier: it may be saturated.
-        first = _SATURATED if accuracy is not None else ""
         if dominant and dominant != component:
             words["dominant"] = dominant[: -len("_loss")]
-            return (first + _HIDDEN.format(**words),)
+            return (_HIDDEN.format(**words),)
+        # A head with an accuracy metric is a classifier: it may be saturated.
+        first = _SATURATED if accuracy is not None else ""
         return (first + _STUCK.format(**words),)
     out = []
     if sg.COLLAPSE in problems:
