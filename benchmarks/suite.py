@@ -128,6 +128,7 @@ EXPERIMENTS = (
     "multiphase+heads+inputs",
     "fine_tune+heads",
     "multiphase+heads+plainpeak",
+    "fine_tune@trunk10+heads",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -158,11 +159,11 @@ def setup(run, problem, model, x, y, epochs):
             warnings.simplefilter("ignore")
             callbacks = km.preset(name_or_path, **overrides)
     elif run.startswith("fine_tune"):
-        overrides = {"trunk_ratio": 0.1} if run == "fine_tune@trunk10" else {}
+        overrides = {"trunk_ratio": 0.1} if "@trunk10" in run else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset("fine_tune", **overrides)  # trunk: auto rule
-        if run == "fine_tune+heads":
+        if run.endswith("+heads"):
             model = km.normalize_heads(model, y)
     elif run.startswith("multiphase"):
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}

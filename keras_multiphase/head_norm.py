@@ -50,7 +50,10 @@ def normalize_heads(
     in `primary`, or else those whose training target `y` is large: a root
     mean square at least a tenth of the largest (a classifier counts as 1).
     Predictions keep their units; compile the returned model. It saves and
-    loads as usual with `keras_multiphase` imported.
+    loads as usual with `keras_multiphase` imported. The layers are shared,
+    not copied: the original model's sigmoid and softmax heads get the
+    stable activations too. A model given twice gets no second
+    normalisation.
 
     Example:
 
@@ -91,7 +94,7 @@ def normalize_heads(
             _keras_internals.set_activation(layer, _STABLE[_activation_name(layer)])
 
     def call(layer, *args, **kwargs):
-        if layer in small:
+        if layer in small and not _normalized(args[0], layer):
             norm = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")
             args = (norm(args[0]), *args[1:])
         return layer(*args, **kwargs)
@@ -99,6 +102,13 @@ def normalize_heads(
     return keras.models.clone_model(
         model, clone_function=lambda layer: layer, call_function=call
     )
+
+
+def _normalized(tensor, layer) -> bool:
+    """Whether `layer`'s input already comes from its own normalisation (a
+    model given to `normalize_heads` twice)."""
+    source = _keras_internals.producing_layer(tensor)
+    return source.name == f"{layer.name}_input_norm"
 
 
 def _heads(model) -> dict:

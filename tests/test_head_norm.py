@@ -133,6 +133,15 @@ def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path):
         )
 
 
+def test_a_second_call_adds_nothing():
+    x, y = _data()
+    once = km.normalize_heads(_model(), y)
+    twice = km.normalize_heads(once, y)
+    assert [layer.name for layer in twice.layers] == [
+        layer.name for layer in once.layers
+    ]
+
+
 def test_bad_input_is_named():
     x, y = _data()
     with pytest.raises(ValueError, match="y=None, primary=None"):
