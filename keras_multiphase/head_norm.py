@@ -19,6 +19,7 @@ gradient on every backend).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import keras
@@ -89,6 +90,14 @@ def normalize_heads(
     heads = _heads(model)
     chosen = _primary(model, y, primary)
     small = {layer for name, layer in heads.items() if name not in chosen}
+    if not small:
+        warnings.warn(
+            f"normalize_heads found no small head: every output ({sorted(heads)}) "
+            "is primary, so none gets a normalisation (only sigmoid and "
+            "softmax heads get stable activations). Name the heads that "
+            "matter in `primary=` to normalise the others.",
+            stacklevel=2,
+        )
     for layer in heads.values():
         if _activation_name(layer) is not None:
             _keras_internals.set_activation(layer, _STABLE[_activation_name(layer)])

@@ -142,6 +142,14 @@ def test_a_second_call_adds_nothing():
     ]
 
 
+def test_no_small_head_is_said():
+    x, y = _data()
+    y["value"] = y["value"] / 700.0  # both heads of order one
+    with pytest.warns(UserWarning, match="found no small head"):
+        model = km.normalize_heads(_model(), y)
+    assert not [layer for layer in model.layers if "input_norm" in layer.name]
+
+
 def test_bad_input_is_named():
     x, y = _data()
     with pytest.raises(ValueError, match="y=None, primary=None"):
