@@ -122,7 +122,7 @@ for stable in (False, True):
 # reading them moves its output by more than its whole range at each step.
 # `km.normalize_heads(model, y)` (before compiling) gives each small head
 # its own `BatchNormalization` and `stable_heads`' activations; the dominant
-# head, found from the targets' scale, trains exactly as before. (On JAX,
+# head, found from the targets' scale, is left as it is. (On JAX,
 # full size: threshold loss 14.4 -> 13.7, `aux` loss 2.93 -> 0.43, `cls`
 # accuracy 0.51 -> 0.56: its label is a product of two inputs, which the
 # trunk must learn first.)
