@@ -118,13 +118,11 @@ def compiled(kind: str, spec: dict, y):
     targets (`one more optimizer variable` adds a scalar nothing reads)."""
     keras.utils.set_random_seed(0)
     model, loss, targets = build(spec, y)
-    if kind == "stable_heads(model)":
-        import keras_multiphase as km
+    import keras_multiphase as km
 
+    if kind == "stable_heads(model)":
         km.stable_heads(model)
     if kind == "normalize_heads(model)":  # the classifier reads a BatchNorm
-        import keras_multiphase as km
-
         model = km.normalize_heads(model, primary="head_0")
     model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
     if kind == "one more optimizer variable":

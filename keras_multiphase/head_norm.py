@@ -99,8 +99,9 @@ def normalize_heads(
             stacklevel=2,
         )
     for layer in heads.values():
-        if _activation_name(layer) is not None:
-            _keras_internals.set_activation(layer, _STABLE[_activation_name(layer)])
+        name = _activation_name(layer)
+        if name is not None:
+            _keras_internals.set_activation(layer, _STABLE[name])
 
     def call(layer, *args, **kwargs):
         if layer in small and not _normalized(args[0], layer):

@@ -166,3 +166,31 @@ def assert_applied(log, want):
     """Per-epoch applied rates equal `want`, to float32 accumulation error."""
     scale = max(abs(t) for t in log.totals) or 1.0
     np.testing.assert_allclose(log.per_epoch(), want, rtol=1e-5, atol=1e-6 * scale)
+
+
+def two_heads(
+    seed=0,
+    names=("price", "cls"),
+    activation="tanh",
+    input_name="features",
+    trunk_name=None,
+):
+    """A 3-input model with one hidden layer of 8, a regression head and a
+    sigmoid classifier head (`names`), seeded initial weights."""
+    init = keras.initializers.GlorotUniform
+    inputs = keras.Input((3,), name=input_name)
+    h = keras.layers.Dense(
+        8, activation=activation, kernel_initializer=init(seed), name=trunk_name
+    )(inputs)
+    value, label = names
+    return keras.Model(
+        inputs,
+        {
+            value: keras.layers.Dense(1, kernel_initializer=init(seed + 1), name=value)(
+                h
+            ),
+            label: keras.layers.Dense(
+                1, activation="sigmoid", kernel_initializer=init(seed + 2), name=label
+            )(h),
+        },
+    )

@@ -4,28 +4,14 @@ own BatchNormalization; the dominant head trains exactly as before."""
 import keras
 import numpy as np
 import pytest
+from helpers import two_heads
 
 import keras_multiphase as km
 
 
 def _model(seed=0):
     """Raw inputs of scale ~700: the trunk's features are hundreds wide."""
-    init = keras.initializers.GlorotUniform
-    inputs = keras.Input((3,), name="x")
-    h = keras.layers.Dense(8, "relu", kernel_initializer=init(seed), name="trunk")(
-        inputs
-    )
-    return keras.Model(
-        inputs,
-        {
-            "value": keras.layers.Dense(
-                1, kernel_initializer=init(seed + 1), name="value"
-            )(h),
-            "label": keras.layers.Dense(
-                1, "sigmoid", kernel_initializer=init(seed + 2), name="label"
-            )(h),
-        },
-    )
+    return two_heads(seed, ("value", "label"), "relu", "x", trunk_name="trunk")
 
 
 def _data(n=96, seed=0):

@@ -8,25 +8,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import two_heads
 
 import keras_multiphase as km
-
-
-def two_heads(seed=0):
-    init = keras.initializers.GlorotUniform
-    inputs = keras.Input((3,), name="features")
-    h = keras.layers.Dense(8, activation="tanh", kernel_initializer=init(seed))(inputs)
-    return keras.Model(
-        inputs,
-        {
-            "price": keras.layers.Dense(
-                1, kernel_initializer=init(seed + 1), name="price"
-            )(h),
-            "cls": keras.layers.Dense(
-                1, activation="sigmoid", kernel_initializer=init(seed + 2), name="cls"
-            )(h),
-        },
-    )
 
 
 def data(n=64, seed=0):
