@@ -198,6 +198,7 @@ def scale_outputs(
         )
     targets = _as_dict(model, y)
     names = list(model.output_names)
+    _check_names(model, names)
     chosen = _chosen_outputs(names, targets, outputs)
     mean, sd, weights = _statistics(names, targets, chosen, loss)
     inputs = keras.tree.map_structure(
@@ -208,6 +209,18 @@ def scale_outputs(
     result = _rescaled(raw, names, mean, sd)
     scaled = keras.Model(inputs, result, name=f"{model.name}_scaled")
     return ScaledOutputs(scaled, weights, mean, sd)
+
+
+def _check_names(model, names) -> None:
+    """The returned model holds `model` as one layer and one layer per
+    output, named after that output: the names must differ."""
+    if model.name in names:
+        raise ValueError(
+            f"scale_outputs names its output layers after the outputs, and "
+            f"the model is also named {model.name!r}: give the model another "
+            "name (`keras.Model(..., name=...)`). Received: outputs "
+            f"{names}"
+        )
 
 
 def _chosen_outputs(names, targets, outputs) -> list[str]:

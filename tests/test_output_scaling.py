@@ -151,6 +151,16 @@ def test_bad_arguments(kwargs, match):
         km.scale_outputs(two_heads(), **args)
 
 
+def test_an_output_named_like_the_model():
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4)(inputs)
+    heads = [keras.layers.Dense(1, name=n)(h) for n in ("price", "cls")]
+    model = keras.Model(inputs, heads, name="price")
+    y = [np.linspace(400, 1000, 8)[:, None], np.linspace(0, 0.5, 8)[:, None]]
+    with pytest.raises(ValueError, match="'price'.*Received: outputs"):
+        km.scale_outputs(model, y)
+
+
 def test_subclassed_model_is_refused():
     class Mine(keras.Model):
         def call(self, x):
