@@ -129,6 +129,11 @@ EXPERIMENTS = (
     "fine_tune+heads",
     "multiphase+heads+plainpeak",
     "fine_tune@trunk10+heads",
+    "multiphase+heads+centred",
+    "multiphase+heads+centred_bn",
+    "multiphase+heads+folded",
+    "multiphase+heads+skip",
+    "multiphase+heads+x",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -206,6 +211,14 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y)
         if run == "multiphase+heads+inputs":
             model = standardised_inputs(model, x)
+        if run == "multiphase+heads+x":
+            model = km.normalize_heads(model, y, x=x)
+        if run == "multiphase+heads+skip":
+            model = input_skips(km.normalize_heads(model, y), problem, x)
+        if run == "multiphase+heads+folded":
+            model = folded_inputs(km.normalize_heads(model, y), x)
+        if run.startswith("multiphase+heads+centred"):
+            model = centred_dominant(model, problem, y, run.endswith("_bn"))
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
             model, weights = scaled.model, scaled.loss_weights
@@ -222,10 +235,17 @@ def setup(run, problem, model, x, y, epochs):
     return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
 
 
+def _moments(x):
+    """Per-feature mean and sd; a constant feature's sd is 1."""
+    mean, sd = x.mean(0), x.std(0)
+    return mean, np.where(sd > 1e-6 * max(sd.max(), 1e-12), sd, 1.0)
+
+
 def standardised_inputs(model, x):
-    """`model` behind a `Normalization` adapted to the training inputs."""
-    norm = keras.layers.Normalization()
-    norm.adapt(x)
+    """`model` behind a `Normalization` set to the training inputs' moments
+    (a constant feature centred, not divided by epsilon)."""
+    mean, sd = _moments(x)
+    norm = keras.layers.Normalization(mean=mean, variance=sd**2)
     inputs = keras.Input(x.shape[1:])
     return keras.Model(inputs, model(norm(inputs)))
 
@@ -272,6 +292,73 @@ def normalized_heads(model, problem, tag):
                 h = GradientBoost(tag.split("_g")[1])(h)
             return layer(norm(h), *args[1:], **kwargs)
         return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call
+    )
+
+
+def _first_dense(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = _first_dense(layer)
+            if found is not None:
+                return found
+        elif isinstance(layer, keras.layers.Dense):
+            return layer
+    return None
+
+
+def folded_inputs(model, x):
+    """An experiment: standardised inputs with the first layer's weights
+    rescaled to match, so the model computes the same function (pretrained
+    weights kept) while Adam steps every input feature in its own units."""
+    mean, sd = _moments(x)
+    dense = _first_dense(model)
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * sd[:, None], bias + mean @ kernel])
+    norm = keras.layers.Normalization(mean=mean, variance=sd**2, name="x_norm")
+    inputs = keras.Input(x.shape[1:])
+    return keras.Model(inputs, model(norm(inputs)))
+
+
+def input_skips(model, problem, x):
+    """An experiment: each small head's pre-activation plus a linear map
+    (zero at the start) of the standardised inputs."""
+    mean, sd = _moments(x)
+    inputs = keras.Input(x.shape[1:])
+    norm = keras.layers.Normalization(mean=mean, variance=sd**2)(inputs)
+    activations = {}
+    for name in model.output_names:
+        layer = model.get_layer(name)
+        if name != problem.dominant:
+            activations[name] = layer.activation
+            layer.activation = keras.activations.linear
+    raw = model(inputs)
+    out = {}
+    for name, tensor in raw.items():
+        if name in activations:
+            skip = keras.layers.Dense(tensor.shape[-1], kernel_initializer="zeros")
+            tensor = keras.layers.Add()([tensor, skip(norm)])
+            tensor = keras.layers.Activation(activations[name])(tensor)
+        out[name] = tensor
+    return keras.Model(inputs, out)
+
+
+def centred_dominant(model, problem, y, norm):
+    """An experiment: the dominant head's output times its target's sd plus
+    its mean (a fixed `Rescaling`), the loss left in original units; with
+    `norm`, a `BatchNormalization` before the dominant head too."""
+    target = np.asarray(y[problem.dominant], "float64")
+    rescale = keras.layers.Rescaling(
+        float(target.std()), float(target.mean()), name=f"{problem.dominant}_units"
+    )
+
+    def call(layer, *args, **kwargs):
+        if layer.name != problem.dominant:
+            return layer(*args, **kwargs)
+        h = keras.layers.BatchNormalization()(args[0]) if norm else args[0]
+        return rescale(layer(h, *args[1:], **kwargs))
 
     return keras.models.clone_model(
         model, clone_function=lambda layer: layer, call_function=call

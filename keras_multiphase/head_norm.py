@@ -15,6 +15,13 @@ takes, and its gradient reaches the trunk divided by the features' scale,
 so it cannot drag the trunk away from the dominant head. Sigmoid and
 softmax outputs also get `stable_heads`' activations (the logit loss's
 gradient on every backend).
+
+A head normalised this way can only read what the trunk computes, and the
+trunk computes what the dominant head needs. With the training inputs,
+`normalize_heads(model, y, x=x)` also gives each small head a shortcut: a
+linear map of the standardised inputs, zero at the start, added to its
+normalised features, so it learns what the inputs tell it directly while the
+trunk stays the dominant head's.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ import keras
 import numpy as np
 
 from keras_multiphase import _keras_internals
-from keras_multiphase.output_scaling import _as_dict, _is_regression
+from keras_multiphase.output_scaling import (
+    _arrays_per_input,
+    _as_dict,
+    _is_regression,
+    _standardized,
+)
 from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
 
 # A head is small when its target's root mean square (a classifier's: 1) is
@@ -39,6 +51,7 @@ def normalize_heads(
     model: keras.Model,
     y=None,
     primary: str | Sequence[str] | None = None,
+    x=None,
 ) -> keras.Model:
     """A `BatchNormalization` before each small head, so it learns beside
     a dominant one.
@@ -78,14 +91,21 @@ def normalize_heads(
             given.
         primary: Optional output name or names: the heads that are never
             changed, the others being auxiliary.
+        x: Optional training inputs (an array, or a list / dict per input of
+            the model): gives each small head a shortcut from the
+            standardised inputs. Needs at least one flat floating-point
+            input and heads that read flat features.
 
     Returns:
         A new `keras.Model` with the same inputs and output names.
 
     Raises:
         ValueError: if `model` is not a functional model with two or more
-            outputs, if neither `y` nor `primary` is given, or if `primary`
-            names an output the model does not have.
+            outputs, if neither `y` nor `primary` is given, if `primary`
+            names an output the model does not have, or if `x` does not
+            give one array per input, or the model has no flat
+            floating-point input, or a small head reads features that are
+            not flat.
     """
     heads = _heads(model)
     chosen = _primary(model, y, primary)
@@ -102,23 +122,71 @@ def normalize_heads(
         name = _activation_name(layer)
         if name is not None:
             _keras_internals.set_activation(layer, _STABLE[name])
+    taken = {layer.name for layer in model.layers}
+    fresh = {layer for layer in small if f"{layer.name}_input_norm" not in taken}
+    inputs = _new_inputs(model)
+    shortcut = _shortcut_source(model, inputs, x) if x is not None and fresh else None
 
     def call(layer, *args, **kwargs):
-        if layer in small and not _normalized(args[0], layer):
-            norm = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")
-            args = (norm(args[0]), *args[1:])
+        if layer in fresh:
+            args = (_head_input(layer, args[0], shortcut), *args[1:])
         return layer(*args, **kwargs)
 
     return keras.models.clone_model(
-        model, clone_function=lambda layer: layer, call_function=call
+        model,
+        input_tensors=inputs,
+        clone_function=lambda layer: layer,
+        call_function=call,
     )
 
 
-def _normalized(tensor, layer) -> bool:
-    """Whether `layer`'s input already comes from its own normalisation (a
-    model given to `normalize_heads` twice)."""
-    source = _keras_internals.producing_layer(tensor)
-    return source.name == f"{layer.name}_input_norm"
+def _head_input(layer, features, shortcut):
+    """What a small head reads: the trunk's features normalised, plus a
+    linear map of the standardised inputs that starts at zero."""
+    h = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")(features)
+    if shortcut is None:
+        return h
+    if len(features.shape) != 2:
+        raise ValueError(
+            f"Argument `x` gives each small head a shortcut from the inputs, "
+            f"which needs heads that read flat features; head {layer.name!r} "
+            f"reads shape {features.shape}. Call normalize_heads without `x`."
+        )
+    direct = keras.layers.Dense(
+        features.shape[-1],
+        use_bias=False,
+        kernel_initializer="zeros",
+        name=f"{layer.name}_input_shortcut",
+    )(shortcut)
+    return keras.layers.Add(name=f"{layer.name}_input_sum")([h, direct])
+
+
+def _new_inputs(model):
+    """Fresh `keras.Input`s like the model's, in its input structure."""
+    tensors = [
+        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
+        for t in model.inputs
+    ]
+    return tensors if len(tensors) > 1 else tensors[0]
+
+
+def _shortcut_source(model, inputs, x):
+    """The model's flat floating-point inputs, standardised with `x`'s
+    moments and joined: what the small heads' shortcuts read."""
+    tensors = inputs if isinstance(inputs, list) else [inputs]
+    flat = [
+        _standardized(tensor, array, suffix="_shortcut_norm")
+        for tensor, array in zip(tensors, _arrays_per_input(model, x), strict=True)
+        if len(tensor.shape) == 2 and "float" in str(tensor.dtype)
+    ]
+    if not flat:
+        raise ValueError(
+            "Argument `x` gives the small heads a shortcut from the model's "
+            "flat floating-point inputs, and the model has none. Received "
+            "inputs: "
+            f"{[(t.name, tuple(t.shape), str(t.dtype)) for t in model.inputs]}"
+        )
+    return flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
 
 
 def _heads(model) -> dict:

@@ -82,8 +82,18 @@ def _as_dict(model, y) -> dict:
 
 
 def _normalized(model, inputs, x):
-    """`inputs`, each passed through a `Normalization` adapted to `x`."""
+    """`inputs`, each passed through a `Normalization` set to `x`'s
+    moments."""
     tensors = inputs if isinstance(inputs, list) else [inputs]
+    out = [
+        _standardized(tensor, array)
+        for tensor, array in zip(tensors, _arrays_per_input(model, x), strict=True)
+    ]
+    return out if isinstance(inputs, list) else out[0]
+
+
+def _arrays_per_input(model, x) -> list[np.ndarray]:
+    """The arrays of `x`, one per model input in `model.inputs`' order."""
     names = [t.name for t in model.inputs]
     if isinstance(x, Mapping):
         arrays = [x.get(n) for n in names]
@@ -91,19 +101,22 @@ def _normalized(model, inputs, x):
         arrays = list(x)
     else:
         arrays = [x]
-    if len(arrays) != len(tensors) or any(a is None for a in arrays):
+    if len(arrays) != len(names) or any(a is None for a in arrays):
         raise ValueError(
             f"Argument `x` must give one array per model input ({names}). "
             f"Received: x={type(x).__name__} with {len(arrays)} entries"
         )
-    out = []
-    for tensor, array in zip(tensors, arrays, strict=True):
-        mean, variance = _moments(np.asarray(array, "float64"))
-        layer = keras.layers.Normalization(
-            axis=-1, mean=mean, variance=variance, name=f"{tensor.name}_norm"
-        )
-        out.append(layer(tensor))
-    return out if isinstance(inputs, list) else out[0]
+    return [np.asarray(a) for a in arrays]
+
+
+def _standardized(tensor, array, suffix="_norm"):
+    """`tensor` through a fixed `Normalization` with `array`'s moments,
+    named after the tensor plus `suffix`."""
+    mean, variance = _moments(np.asarray(array, "float64"))
+    layer = keras.layers.Normalization(
+        axis=-1, mean=mean, variance=variance, name=f"{tensor.name}{suffix}"
+    )
+    return layer(tensor)
 
 
 def _moments(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

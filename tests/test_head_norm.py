@@ -39,12 +39,12 @@ def _sgd_step(model, x, y, weights, lr=1e-6):
     }
 
 
-def test_the_dominant_head_and_the_trunk_train_as_before():
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_the_dominant_head_and_the_trunk_train_as_before(shortcut):
     x, y = _data()
     plain = _sgd_step(_model(), x, y, {"value": 1.0, "label": 0.0})
-    normalized = _sgd_step(
-        km.normalize_heads(_model(), y), x, y, {"value": 1.0, "label": 0.0}
-    )
+    model = km.normalize_heads(_model(), y, x=x if shortcut else None)
+    normalized = _sgd_step(model, x, y, {"value": 1.0, "label": 0.0})
     for path in ("trunk/kernel", "value/kernel", "value/bias"):
         np.testing.assert_allclose(normalized[path], plain[path], rtol=1e-4)
 
@@ -88,6 +88,38 @@ def test_a_small_classifier_learns_beside_the_dominant_head():
     assert accuracy["stable only"] < 0.7, accuracy  # why normalize_heads exists
 
 
+def _blind_trunk():
+    """`_model()` whose frozen trunk reads only the first input (`level`)."""
+    model = _model()
+    trunk = model.get_layer("trunk")
+    kernel, bias = trunk.get_weights()
+    kernel[1:] = 0.0
+    trunk.set_weights([kernel, bias])
+    trunk.trainable = False
+    return model
+
+
+def test_the_shortcut_gives_a_small_head_what_the_trunk_does_not_compute():
+    x, y = _data(n=960)
+    y["label"] = (x[:, 2:] > 0).astype("float32")  # an input the trunk ignores
+    accuracy, start = {}, {}
+    for shortcut in (False, True):
+        keras.utils.set_random_seed(0)
+        model = km.normalize_heads(_blind_trunk(), y, x=x if shortcut else None)
+        start[shortcut] = model.predict(x[:8], verbose=0)
+        model.compile(
+            keras.optimizers.Adam(1e-2),
+            {"value": "mse", "label": "binary_crossentropy"},
+            metrics={"label": ["accuracy"]},
+        )
+        history = model.fit(x, y, batch_size=48, epochs=3, verbose=0)
+        accuracy[shortcut] = history.history["label_accuracy"][-1]
+    for name in ("value", "label"):  # zero at the start: the same function
+        np.testing.assert_allclose(start[True][name], start[False][name], rtol=1e-6)
+    assert accuracy[True] > 0.9, accuracy
+    assert accuracy[False] < 0.7, accuracy
+
+
 def test_the_primary_heads_come_from_the_targets_or_the_argument():
     x, y = _data()
     names = lambda m: sorted(  # noqa: E731
@@ -100,10 +132,11 @@ def test_the_primary_heads_come_from_the_targets_or_the_argument():
     ]
 
 
-def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path):
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path, shortcut):
     x, y = _data()
     original = _model()
-    model = km.normalize_heads(original, y)
+    model = km.normalize_heads(original, y, x=x if shortcut else None)
     assert model.get_layer("trunk") is original.get_layer("trunk")
     assert model.get_layer("label").activation is km.stable_sigmoid
     model.compile("adam", {"value": "mse", "label": "binary_crossentropy"})
@@ -119,13 +152,18 @@ def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path):
         )
 
 
-def test_a_second_call_adds_nothing():
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_a_second_call_adds_nothing(shortcut):
     x, y = _data()
-    once = km.normalize_heads(_model(), y)
-    twice = km.normalize_heads(once, y)
+    inputs = x if shortcut else None
+    once = km.normalize_heads(_model(), y, x=inputs)
+    twice = km.normalize_heads(once, y, x=inputs)
     assert [layer.name for layer in twice.layers] == [
         layer.name for layer in once.layers
     ]
+    np.testing.assert_allclose(
+        twice.predict(x, verbose=0)["label"], once.predict(x, verbose=0)["label"]
+    )
 
 
 def test_no_small_head_is_said():
@@ -153,3 +191,20 @@ def test_bad_input_is_named():
     )
     with pytest.raises(ValueError, match="no weights of its own"):
         km.normalize_heads(no_weights, y)
+
+
+def test_bad_inputs_for_the_shortcut_are_named():
+    x, y = _data()
+    with pytest.raises(ValueError, match="one array per model input"):
+        km.normalize_heads(_model(), y, x=[x, x])
+    tokens = keras.Input((3,), dtype="int32", name="tokens")
+    h = keras.layers.Flatten()(keras.layers.Embedding(10, 4)(tokens))
+    heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}
+    with pytest.raises(ValueError, match="flat floating-point inputs.*tokens"):
+        km.normalize_heads(keras.Model(tokens, heads), y, x=np.ones((4, 3), "int32"))
+    inputs = keras.Input((3,), name="x")
+    h = keras.layers.Reshape((2, 4))(keras.layers.Dense(8)(inputs))
+    heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}
+    per_step = {n: np.repeat(v[:, None], 2, axis=1) for n, v in y.items()}
+    with pytest.raises(ValueError, match="'label' reads shape"):
+        km.normalize_heads(keras.Model(inputs, heads), per_step, x=x)
