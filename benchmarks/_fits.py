@@ -113,9 +113,10 @@ def build(spec: dict, y):
     return mlp(spec["inputs"], spec["hidden"], heads, y, spec.get("classifier", False))
 
 
-def compiled(kind: str, spec: dict, y):
+def compiled(kind: str, spec: dict, y, x=None):
     """The model of `spec` compiled for configuration `kind`, and its
-    targets (`one more optimizer variable` adds a scalar nothing reads)."""
+    targets (`one more optimizer variable` adds a scalar nothing reads;
+    `normalize_heads(model, x=x)` needs the inputs `x`)."""
     keras.utils.set_random_seed(0)
     model, loss, targets = build(spec, y)
     import keras_multiphase as km
@@ -124,6 +125,8 @@ def compiled(kind: str, spec: dict, y):
         km.stable_heads(model)
     if kind == "normalize_heads(model)":  # the classifier reads a BatchNorm
         model = km.normalize_heads(model, primary="head_0")
+    if kind == "normalize_heads(model, x=x)":  # ... and a shortcut from x
+        model = km.normalize_heads(model, primary="head_0", x=x)
     model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
     if kind == "one more optimizer variable":
         # One more variable in the training state, read by nothing.

@@ -24,7 +24,8 @@ Models:
   two-head the small model with two output heads (a dict of outputs, one
            loss each): the shape of model the preset is for
   classifier  the small model with a regression head and a sigmoid
-           classifier (for `stable_heads(model)`, `normalize_heads(model)`)
+           classifier (for `stable_heads(model)`, `normalize_heads(model)`,
+           `normalize_heads(model, x=x)`)
   current-classifier  the current model with the same two heads
 
     python benchmarks/overhead.py [--backends tensorflow jax torch]
@@ -75,6 +76,7 @@ CONFIGS = (
     "preset(multiphase)",
     "stable_heads(model)",
     "normalize_heads(model)",
+    "normalize_heads(model, x=x)",
 )
 ONE_THREAD = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
@@ -132,7 +134,7 @@ def child(models, repeats, epochs, configs=CONFIGS):
             shift = round_ % len(configs)
             for kind in configs[shift:] + configs[:shift]:
                 keras.backend.clear_session()
-                model, targets = compiled(kind, spec, y)
+                model, targets = compiled(kind, spec, y, x)
                 timer = EpochTimer()
                 model.fit(
                     x,

@@ -42,6 +42,9 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      inputs, predictions in original units) + the preset
   multiphase+heads   normalize_heads(model, y): a BatchNormalization before
                      each small head, stable sigmoid / softmax; + the preset
+  multiphase+heads+x normalize_heads(model, y, x=x): the same, and each small
+                     head also reads the standardised inputs through a
+                     linear shortcut (zero at the start); + the preset
   fine_tune          preset("fine_tune"): the heads alone with the trunk
                      frozen (5%), then the whole model and the multiphase
                      shape, at the whole model's range-test peak; the trunk
@@ -102,6 +105,7 @@ RUNS = (
     "multiphase+targets",
     "multiphase+inverse",
     "multiphase+heads",
+    "multiphase+heads+x",
     "fine_tune",
 )
 # Measured once, not run by default (--runs names them).
@@ -133,7 +137,6 @@ EXPERIMENTS = (
     "multiphase+heads+centred_bn",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
-    "multiphase+heads+x",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}

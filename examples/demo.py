@@ -1,18 +1,25 @@
 """A multi-head model trained with the one-line recipe, and what it did.
 
 Synthetic data: a "threshold" regression head whose loss starts large
-(targets around 70) and a "cls" classification head. The run is
-`model.fit(..., callbacks=keras_multiphase.preset("multiphase"))`, the way
-users write it: a learning-rate range test at the start finds the peak
+(targets around 70) and a "cls" classification head. The run is the two
+lines users add:
+
+    model = keras_multiphase.normalize_heads(model, y, x=x)  # before compile
+    model.fit(..., callbacks=keras_multiphase.preset("multiphase"))
+
+`normalize_heads` gives the small "cls" head its own normalisation and a
+shortcut from the inputs, so the dominant "threshold" head does not hide it.
+The preset runs a learning-rate range test at the start to find the peak
 rate (the model is left as it was), then a controlled start at peak / 5
 with a warmup (the first 10% of the run), an aggressive middle at the peak
 (80%), fine-tuning at peak / 50 (the last 10%), plateau reduction. After
 each epoch a table shows the phase, the rate of the epoch's first step
 (within epoch 1 the warmup ramps it up; `preview` shows every step) and
-each component's *unweighted* validation loss in its own column: the total
-can fall because a weight fell, the components cannot. The loss weights
-are printed only if they moved (the default keeps compile's). A baseline
-run (Adam 1e-3, fixed) is printed last for comparison.
+each component's *unweighted* validation loss in its own column (the total
+can fall because a weight fell, the components cannot), and the "cls"
+head's accuracy. The loss weights are printed only if they moved (the
+default keeps compile's). A baseline run (the same model unchanged, Adam
+1e-3 fixed) is printed last for comparison.
 
     KERAS_BACKEND=jax python examples/demo.py [--epochs 12]
 """
@@ -41,12 +48,15 @@ def make_model(seed=0):
     hidden = keras.layers.Dense(64, activation="relu")(hidden)
     threshold = keras.layers.Dense(1, name="threshold")(hidden)
     cls = keras.layers.Dense(1, activation="sigmoid", name="cls")(hidden)
-    model = keras.Model(inputs, {"threshold": threshold, "cls": cls})
+    return keras.Model(inputs, {"threshold": threshold, "cls": cls})
+
+
+def compile_model(model):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
         loss={"threshold": "mse", "cls": "binary_crossentropy"},
+        metrics={"cls": ["accuracy"]},
     )
-    return model
 
 
 class Table(keras.callbacks.Callback):
@@ -60,7 +70,7 @@ class Table(keras.callbacks.Callback):
         print(f"\n{self.title}")
         print(
             f"{'epoch':>5}  {'phase':<10} {'lr (1st step)':>13}  "
-            f"{'val threshold':>13}  {'val cls':>8}"
+            f"{'val threshold':>13}  {'val cls':>8}  {'cls acc':>7}"
         )
 
     def on_epoch_end(self, epoch, logs=None):
@@ -78,23 +88,27 @@ class Table(keras.callbacks.Callback):
         print(
             f"{epoch + 1:>5}  {phase:<10} {float(rate):>13.2e}  "
             f"{logs['val_threshold_loss']:>13.3f}  {logs['val_cls_loss']:>8.4f}"
-            f"{weights}",
+            f"  {logs['val_cls_accuracy']:>7.3f}{weights}",
             flush=True,
         )
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     x, y = make_data()
     print(f"backend: {keras.backend.backend()}, epochs: {args.epochs}")
     finals = {}
-    for name, callbacks in (
-        ("preset('multiphase')", keras_multiphase.preset("multiphase")),
-        ("baseline: Adam 1e-3 fixed", []),
+    for name, two_lines in (
+        ("normalize_heads + preset('multiphase')", True),
+        ("baseline: Adam 1e-3 fixed", False),
     ):
         model = make_model()
+        if two_lines:
+            model = keras_multiphase.normalize_heads(model, y, x=x)
+        compile_model(model)
+        callbacks = keras_multiphase.preset("multiphase") if two_lines else []
         history = model.fit(
             x,
             y,
@@ -106,10 +120,17 @@ def main():
         ).history
         if "peak_lr" in history:
             print(f"peak_lr found by the range test: {history['peak_lr'][0]:.3g}")
-        finals[name] = (history["val_threshold_loss"][-1], history["val_cls_loss"][-1])
+        finals[name] = [
+            history[key][-1]
+            for key in ("val_threshold_loss", "val_cls_loss", "val_cls_accuracy")
+        ]
     print("\nfinal unweighted validation losses:")
-    for name, (threshold, cls) in finals.items():
-        print(f"  {name:<28} threshold {threshold:10.3f}   cls {cls:.4f}")
+    for name, (threshold, cls, accuracy) in finals.items():
+        print(
+            f"  {name:<40} threshold {threshold:10.3f}   cls {cls:.4f} "
+            f"(accuracy {accuracy:.3f})"
+        )
+    return finals
 
 
 if __name__ == "__main__":
