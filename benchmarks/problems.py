@@ -445,7 +445,6 @@ HELD_OUT = {
         {"progression": "mse", "sex": "binary_crossentropy", "s4": "mse"},
         {"progression": ["mae"], "sex": ["accuracy"], "s4": ["mae"]},
         "progression",
-        "real: scikit-learn diabetes (raw units), 354 training patients, "
-        "from scratch",
+        "real: scikit-learn diabetes (raw units), 354 training patients, from scratch",
     ),
 }
