@@ -45,6 +45,15 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   multiphase+heads+x normalize_heads(model, y, x=x): the same, and each small
                      head also reads the standardised inputs through a
                      linear shortcut (zero at the start); + the preset
+  multiphase+heads+folded  experiments on multiphase+heads: the inputs
+                     standardised with the first layer's weights rescaled
+                     to match (the same function, Adam steps in standard
+                     units); multiphase+heads+centred(_bn): the dominant
+                     head's output times its target's sd plus its mean (and
+                     a BatchNormalization before it); multiphase+heads+skip:
+                     the small heads' logits plus a linear map of the
+                     standardised inputs (the shortcut added after the head,
+                     where normalize_heads(x=) adds it before)
   fine_tune          preset("fine_tune"): the heads alone with the trunk
                      frozen (5%), then the whole model and the multiphase
                      shape, at the whole model's range-test peak; the trunk

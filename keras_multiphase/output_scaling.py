@@ -106,7 +106,16 @@ def _arrays_per_input(model, x) -> list[np.ndarray]:
             f"Argument `x` must give one array per model input ({names}). "
             f"Received: x={type(x).__name__} with {len(arrays)} entries"
         )
-    return [np.asarray(a) for a in arrays]
+    arrays = [np.asarray(a) for a in arrays]
+    for name, array in zip(names, arrays, strict=True):
+        if not np.issubdtype(array.dtype, np.number) or array.ndim < 1:
+            raise ValueError(
+                f"Argument `x` must give NumPy-like arrays of numbers (the "
+                f"training inputs, for their moments). Received for input "
+                f"{name!r}: {type(array.item() if array.ndim == 0 else array).__name__}"
+                f" of dtype {array.dtype}"
+            )
+    return arrays
 
 
 def _standardized(tensor, array, suffix="_norm"):

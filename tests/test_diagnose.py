@@ -302,7 +302,7 @@ def test_a_head_hidden_by_a_dominant_one_is_named_with_its_fix():
     assert learning.numbers["improvement"] == pytest.approx(0.01 / 0.70)
     (advice,) = heads["cls"].recommendations
     assert "dominant threshold" in advice and "scale_outputs" in advice
-    assert "normalize_heads(model, y_train)" in advice
+    assert "normalize_heads(model, y_train, x=x_train)" in advice
     assert "stable_heads" in advice  # a classifier: it may be saturated
     assert not report.healthy
     assert "not_learning" in report.to_dict()["heads"]["cls"]["problems"]

@@ -197,6 +197,8 @@ def test_bad_inputs_for_the_shortcut_are_named():
     x, y = _data()
     with pytest.raises(ValueError, match="one array per model input"):
         km.normalize_heads(_model(), y, x=[x, x])
+    with pytest.raises(ValueError, match="arrays of numbers.*'x'.*PyDataset"):
+        km.normalize_heads(_model(), y, x=keras.utils.PyDataset())
     tokens = keras.Input((3,), dtype="int32", name="tokens")
     h = keras.layers.Flatten()(keras.layers.Embedding(10, 4)(tokens))
     heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}

@@ -23,14 +23,15 @@ _SATURATED = (
 )
 _HIDDEN = (
     "{name} is not learning next to the dominant {dominant}: give each "
-    "small head its own normalisation before compiling (`model = "
-    "keras_multiphase.normalize_heads(model, y_train)`, which also gives "
-    "sigmoid and softmax heads stable_heads' activations; see "
-    "docs/balancing.md). On the benchmark problems it lifted such heads "
-    "and left the dominant head's error level. Putting the targets and raw "
-    "inputs on a unit scale (`keras_multiphase.scale_outputs(model, "
-    "y_train, x=x_train)`) lifts some further but can cost the dominant "
-    "head's error: compare both in original units."
+    "small head its own normalisation and a shortcut from the inputs "
+    "before compiling (`model = keras_multiphase.normalize_heads(model, "
+    "y_train, x=x_train)`, which also gives sigmoid and softmax heads "
+    "stable_heads' activations; see docs/balancing.md). On the benchmark "
+    "problems it lifted such heads and left the dominant head's error "
+    "level. Putting the targets and raw inputs on a unit scale "
+    "(`keras_multiphase.scale_outputs(model, y_train, x=x_train)`) lifts "
+    "some further but can cost the dominant head's error: compare both in "
+    "original units."
 )
 _STUCK = (
     "{name} is not learning: check its targets and loss (a classifier's "
