@@ -42,9 +42,11 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      inputs, predictions in original units) + the preset
   multiphase+heads   normalize_heads(model, y): a BatchNormalization before
                      each small head, stable sigmoid / softmax; + the preset
-  multiphase+heads+x normalize_heads(model, y, x=x): the same, and each small
-                     head also reads the standardised inputs through a
-                     linear shortcut (zero at the start); + the preset
+  multiphase+heads+x normalize_heads(model, y, x=x): the same, each small
+                     regression head's bias at its target's mean, and each
+                     small head's own path from the standardised inputs (a
+                     hidden ReLU layer, then a map that starts at zero)
+                     added to its normalised features; + the preset
   multiphase+heads+folded  experiments on multiphase+heads: the inputs
                      standardised with the first layer's weights rescaled
                      to match (the same function, Adam steps in standard
@@ -53,7 +55,9 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      a BatchNormalization before it); multiphase+heads+skip:
                      the small heads' logits plus a linear map of the
                      standardised inputs (the shortcut added after the head,
-                     where normalize_heads(x=) adds it before)
+                     where normalize_heads(x=) adds it before);
+                     multiphase+heads+xlinear: normalize_heads(x=) with a
+                     linear shortcut, no hidden layer
   fine_tune          preset("fine_tune"): the heads alone with the trunk
                      frozen (5%), then the whole model and the multiphase
                      shape, at the whole model's range-test peak; the trunk
@@ -146,6 +150,7 @@ EXPERIMENTS = (
     "multiphase+heads+centred_bn",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
+    "multiphase+heads+xlinear",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -225,6 +230,8 @@ def setup(run, problem, model, x, y, epochs):
             model = standardised_inputs(model, x)
         if run == "multiphase+heads+x":
             model = km.normalize_heads(model, y, x=x)
+        if run == "multiphase+heads+xlinear":
+            model = linear_shortcuts(model, y, x)
         if run == "multiphase+heads+skip":
             model = input_skips(km.normalize_heads(model, y), problem, x)
         if run == "multiphase+heads+folded":
@@ -355,6 +362,27 @@ def input_skips(model, problem, x):
             tensor = keras.layers.Activation(activations[name])(tensor)
         out[name] = tensor
     return keras.Model(inputs, out)
+
+
+def linear_shortcuts(model, y, x):
+    """An experiment: normalize_heads(x=) with a linear shortcut (no hidden
+    layer) from the standardised inputs to each small head's features."""
+    from keras_multiphase import head_norm
+
+    tower = head_norm._head_input
+
+    def linear(layer, features, shortcut):
+        h = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")(features)
+        direct = keras.layers.Dense(
+            features.shape[-1], use_bias=False, kernel_initializer="zeros"
+        )(shortcut)
+        return keras.layers.Add()([h, direct])
+
+    head_norm._head_input = linear
+    try:
+        return km.normalize_heads(model, y, x=x)
+    finally:
+        head_norm._head_input = tower
 
 
 def centred_dominant(model, problem, y, norm):

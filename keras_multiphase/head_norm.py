@@ -124,6 +124,8 @@ def normalize_heads(
             _keras_internals.set_activation(layer, _STABLE[name])
     taken = {layer.name for layer in model.layers}
     fresh = {layer for layer in small if f"{layer.name}_input_norm" not in taken}
+    if y is not None:
+        _start_at_the_mean(model, y, heads, fresh)
     inputs = _new_inputs(model)
     shortcut = _shortcut_source(model, inputs, x) if x is not None and fresh else None
 
@@ -141,8 +143,9 @@ def normalize_heads(
 
 
 def _head_input(layer, features, shortcut):
-    """What a small head reads: the trunk's features normalised, plus a
-    linear map of the standardised inputs that starts at zero."""
+    """What a small head reads: the trunk's features normalised, plus its
+    own path from the standardised inputs (a hidden ReLU layer as wide as
+    the features, then a linear map that starts at zero)."""
     h = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")(features)
     if shortcut is None:
         return h
@@ -152,13 +155,35 @@ def _head_input(layer, features, shortcut):
             f"which needs heads that read flat features; head {layer.name!r} "
             f"reads shape {features.shape}. Call normalize_heads without `x`."
         )
+    width = features.shape[-1]
+    hidden = keras.layers.Dense(
+        width, activation="relu", name=f"{layer.name}_shortcut_hidden"
+    )(shortcut)
     direct = keras.layers.Dense(
-        features.shape[-1],
+        width,
         use_bias=False,
         kernel_initializer="zeros",
         name=f"{layer.name}_input_shortcut",
-    )(shortcut)
+    )(hidden)
     return keras.layers.Add(name=f"{layer.name}_input_sum")([h, direct])
+
+
+def _start_at_the_mean(model, y, heads, fresh) -> None:
+    """Each fresh small regression head's bias set to its target's mean,
+    so it starts at the mean rather than spending its first steps reaching
+    it (the dominant head keeps its bias: its large early error is what
+    shapes the trunk for it)."""
+    targets = _as_dict(model, y)
+    for name, layer in heads.items():
+        values = targets.get(name)
+        if layer not in fresh or values is None or not _is_regression(values):
+            continue
+        linear = getattr(layer, "activation", None) in (None, keras.activations.linear)
+        if not linear or getattr(layer, "bias", None) is None:
+            continue
+        mean = np.nanmean(values.reshape(-1, values.shape[-1]), axis=0)
+        if mean.shape == tuple(layer.bias.shape):
+            layer.bias.assign(mean.astype(layer.bias.dtype))
 
 
 def _new_inputs(model):

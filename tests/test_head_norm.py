@@ -101,7 +101,8 @@ def _blind_trunk():
 
 def test_the_shortcut_gives_a_small_head_what_the_trunk_does_not_compute():
     x, y = _data(n=960)
-    y["label"] = (x[:, 2:] > 0).astype("float32")  # an input the trunk ignores
+    # Not linear in the inputs, and from inputs the trunk ignores.
+    y["label"] = (np.abs(x[:, 2:]) > 0.67).astype("float32")
     accuracy, start = {}, {}
     for shortcut in (False, True):
         keras.utils.set_random_seed(0)
@@ -112,12 +113,30 @@ def test_the_shortcut_gives_a_small_head_what_the_trunk_does_not_compute():
             {"value": "mse", "label": "binary_crossentropy"},
             metrics={"label": ["accuracy"]},
         )
-        history = model.fit(x, y, batch_size=48, epochs=3, verbose=0)
+        history = model.fit(x, y, batch_size=48, epochs=5, verbose=0)
         accuracy[shortcut] = history.history["label_accuracy"][-1]
     for name in ("value", "label"):  # zero at the start: the same function
         np.testing.assert_allclose(start[True][name], start[False][name], rtol=1e-6)
     assert accuracy[True] > 0.9, accuracy
     assert accuracy[False] < 0.7, accuracy
+
+
+def test_a_small_regression_head_starts_at_its_targets_mean():
+    x, y = _data()
+    inputs = keras.Input((3,), name="x")
+    h = keras.layers.Dense(8, "relu", name="trunk")(inputs)
+    names = ("value", "label", "aux")
+    heads = [keras.layers.Dense(1, name=n)(h) for n in names]
+    original = keras.Model(inputs, dict(zip(names, heads, strict=True)))
+    y["aux"] = 3.0 + 0.1 * x[:, 1:2]  # small next to value, offset from 0
+    before = original.get_layer("value").get_weights()
+    model = km.normalize_heads(original, y)
+    out = model(x, training=True)  # the normalisation on batch statistics
+    mean = float(np.mean(keras.ops.convert_to_numpy(out["aux"])))
+    assert abs(mean - y["aux"].mean()) < 0.05, mean
+    for a, b in zip(original.get_layer("value").get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)  # the dominant head is left as it is
+    assert float(original.get_layer("label").get_weights()[1][0]) == 0.0  # labels
 
 
 def test_the_primary_heads_come_from_the_targets_or_the_argument():
