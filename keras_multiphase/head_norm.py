@@ -18,10 +18,14 @@ gradient on every backend).
 
 A head normalised this way can only read what the trunk computes, and the
 trunk computes what the dominant head needs. With the training inputs,
-`normalize_heads(model, y, x=x)` also gives each small head a shortcut: a
-linear map of the standardised inputs, zero at the start, added to its
-normalised features, so it learns what the inputs tell it directly while the
-trunk stays the dominant head's.
+`normalize_heads(model, y, x=x)` also gives each small head its own path
+from the standardised inputs (a hidden ReLU layer, then a map that starts
+at zero) added to its normalised features: a task-specific expert beside
+the shared trunk, as in multi-task models (Tang et al. 2020, "Progressive
+Layered Extraction"), while the trunk stays the dominant head's. A small
+regression head also starts with its bias at its target's mean ("init
+well", Karpathy 2019, "A Recipe for Training Neural Networks") where it
+would otherwise spend its first steps getting there.
 """
 
 from __future__ import annotations
@@ -69,6 +73,19 @@ def normalize_heads(
     stable activations too. A model given twice gets no second
     normalisation.
 
+    With `y`, each small regression head (linear activation, a target that
+    is not class labels) gets its bias set to its target's mean: the layer
+    is shared, so the original model's head starts there too.
+
+    With the training inputs `x`, each small head also gets its own path
+    from the inputs: the model's flat floating-point inputs, standardised
+    with `x`'s moments (fixed `keras.layers.Normalization` layers), go
+    through a hidden `Dense` ReLU layer as wide as the head's features and
+    a `Dense` layer without bias, zero at the start, whose output is added
+    to the head's normalised features. The model computes the same
+    function as without `x` until it trains; the trunk and the dominant
+    head train as before.
+
     Example:
 
     >>> import numpy as np
@@ -77,11 +94,12 @@ def normalize_heads(
     >>> model = keras.Model(inputs, {
     ...     "price": keras.layers.Dense(1, name="price")(h),
     ...     "sold": keras.layers.Dense(1, "sigmoid", name="sold")(h)})
+    >>> x = np.random.uniform(0, 50, (64, 4))
     >>> y = {"price": np.random.uniform(400, 1000, (64, 1)),
     ...      "sold": np.random.randint(0, 2, (64, 1)).astype("float32")}
-    >>> model = normalize_heads(model, y)
-    >>> sorted(type(layer).__name__ for layer in model.layers)[:2]
-    ['BatchNormalization', 'Dense']
+    >>> model = normalize_heads(model, y, x=x)
+    >>> sorted(layer.name for layer in model.layers if "sold_" in layer.name)[:3]
+    ['sold_input_norm', 'sold_input_shortcut', 'sold_input_sum']
 
     Args:
         model: A built functional `keras.Model` with two or more outputs,
@@ -92,7 +110,7 @@ def normalize_heads(
         primary: Optional output name or names: the heads that are never
             changed, the others being auxiliary.
         x: Optional training inputs (an array, or a list / dict per input of
-            the model): gives each small head a shortcut from the
+            the model): gives each small head its own path from the
             standardised inputs. Needs at least one flat floating-point
             input and heads that read flat features.
 
@@ -151,7 +169,7 @@ def _head_input(layer, features, shortcut):
         return h
     if len(features.shape) != 2:
         raise ValueError(
-            f"Argument `x` gives each small head a shortcut from the inputs, "
+            f"Argument `x` gives each small head a path from the inputs, "
             f"which needs heads that read flat features; head {layer.name!r} "
             f"reads shape {features.shape}. Call normalize_heads without `x`."
         )
@@ -206,7 +224,7 @@ def _shortcut_source(model, inputs, x):
     ]
     if not flat:
         raise ValueError(
-            "Argument `x` gives the small heads a shortcut from the model's "
+            "Argument `x` gives the small heads a path from the model's "
             "flat floating-point inputs, and the model has none. Received "
             "inputs: "
             f"{[(t.name, tuple(t.shape), str(t.dtype)) for t in model.inputs]}"
