@@ -588,6 +588,33 @@ def peer_verdict(results, run="multiphase") -> list[str]:
     ]
 
 
+def heads_verdict(problem, results, run="multiphase+heads+x") -> list[str]:
+    """Issue 24's bar for `run`: the dominant head's error within one
+    seed-sd of the default's (or lower), and each small head at least half
+    way from the default to output scaling."""
+    needed = (run, "multiphase", "multiphase+scaling")
+    if not all(r in results for r in needed):
+        return []
+    mean = lambda r, key: _stats([x["metrics"][key] for x in results[r]])  # noqa: E731
+    key = f"{problem.dominant} mae"
+    (m, _), (d, sd) = mean(run, key), mean("multiphase", key)
+    lines = [
+        f"{key} {m:.4g} vs default {d:.4g} +- {sd:.2g}: "
+        f"{'PASS' if m <= d + sd else 'FAIL'}"
+    ]
+    for name in problem.losses:
+        for metric in problem.metrics[name] if name != problem.dominant else ():
+            key = f"{name} {metric}"
+            m, d, s = (mean(r, key)[0] for r in needed)
+            half = d + (s - d) / 2
+            ok = m >= half if metric == "accuracy" else m <= half
+            lines.append(
+                f"{key} {m:.4g} (default {d:.4g}, scaling {s:.4g}, half way "
+                f"{half:.4g}): {'PASS' if ok else 'FAIL'}"
+            )
+    return lines
+
+
 def print_problem(problem, results):
     runs = list(results)
     width = 20
@@ -614,6 +641,10 @@ def print_problem(problem, results):
         print(f"  multiphase vs baseline: {line}")
     for line in peer_verdict(results):
         print(f"  multiphase vs peers: {line}")
+    for line in heads_verdict(problem, results):
+        print(f"  multiphase+heads+x (issue 24): {line}")
+    for line in peer_verdict(results, "multiphase+heads+x"):
+        print(f"  multiphase+heads+x vs peers: {line}")
 
 
 def plot(all_results, path):
@@ -622,9 +653,13 @@ def plot(all_results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4))
-    axes = np.atleast_1d(axes)
-    for ax, (name, results) in zip(axes, all_results.items(), strict=True):
+    columns = min(len(all_results), 3)
+    rows = -(-len(all_results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[len(all_results) :]:
+        ax.axis("off")
+    for ax, (name, results) in zip(axes, all_results.items(), strict=False):
         for run, runs in results.items():
             curves = np.array([r["total"] for r in runs])
             x_axis = np.arange(1, curves.shape[1] + 1)
@@ -650,9 +685,13 @@ def plot_tradeoff(all_results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4))
-    axes = np.atleast_1d(axes)
-    for ax, (name, results) in zip(axes, all_results.items(), strict=True):
+    columns = min(len(all_results), 3)
+    rows = -(-len(all_results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[len(all_results) :]:
+        ax.axis("off")
+    for ax, (name, results) in zip(axes, all_results.items(), strict=False):
         problem = {**PROBLEMS, **HELD_OUT}[name]
         for run, runs in results.items():
             mae = np.mean([r["metrics"][f"{problem.dominant} mae"] for r in runs])
