@@ -146,6 +146,7 @@ EXPERIMENTS = (
     "fine_tune+heads",
     "multiphase+heads+plainpeak",
     "fine_tune@trunk10+heads",
+    "fine_tune+heads+x",
     "multiphase+heads+centred",
     "multiphase+heads+centred_bn",
     "multiphase+heads+folded",
@@ -187,6 +188,8 @@ def setup(run, problem, model, x, y, epochs):
             callbacks = km.preset("fine_tune", **overrides)  # trunk: auto rule
         if run.endswith("+heads"):
             model = km.normalize_heads(model, y)
+        if run.endswith("+heads+x"):
+            model = km.normalize_heads(model, y, x=x)
     elif run.startswith("multiphase"):
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
         if run in ("multiphase+dwa", "multiphase+magnitude"):
