@@ -142,6 +142,7 @@ def test_which_heads_are_scaled():
         ({"outputs": ["nope"]}, "outputs"),
         ({"loss": "huber"}, "loss"),
         ({"x": [np.ones((4, 3)), np.ones((4, 3))]}, "one array per model input"),
+        ({"x": keras.utils.PyDataset()}, "arrays of numbers"),
     ],
 )
 def test_bad_arguments(kwargs, match):
