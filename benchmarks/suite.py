@@ -375,7 +375,9 @@ def linear_shortcuts(model, y, x):
     tower = head_norm._head_input
 
     def linear(layer, features, shortcut):
-        h = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")(features)
+        h = keras.layers.BatchNormalization(
+            momentum=head_norm._MOMENTUM, name=f"{layer.name}_input_norm"
+        )(features)
         direct = keras.layers.Dense(
             features.shape[-1], use_bias=False, kernel_initializer="zeros"
         )(shortcut)

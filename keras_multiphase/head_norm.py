@@ -49,6 +49,10 @@ from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_lay
 # below this fraction of the largest: its loss at a zero prediction is then
 # under 1% of the dominant one's.
 _SMALL = 0.1
+# The moving statistics `predict` uses follow the features over ~10 steps
+# (PyTorch's default, momentum=0.1 in its convention); Keras's 0.99 takes
+# hundreds, and a short run's small heads were evaluated on stale ones.
+_MOMENTUM = 0.9
 
 
 def normalize_heads(
@@ -164,7 +168,9 @@ def _head_input(layer, features, shortcut):
     """What a small head reads: the trunk's features normalised, plus its
     own path from the standardised inputs (a hidden ReLU layer as wide as
     the features, then a linear map that starts at zero)."""
-    h = keras.layers.BatchNormalization(name=f"{layer.name}_input_norm")(features)
+    h = keras.layers.BatchNormalization(
+        momentum=_MOMENTUM, name=f"{layer.name}_input_norm"
+    )(features)
     if shortcut is None:
         return h
     if len(features.shape) != 2:

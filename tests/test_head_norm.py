@@ -139,6 +139,21 @@ def test_a_small_regression_head_starts_at_its_targets_mean():
     assert float(original.get_layer("label").get_weights()[1][0]) == 0.0  # labels
 
 
+def test_predict_reads_statistics_that_followed_the_training():
+    # After ~100 steps the moving statistics `predict` uses match the batch
+    # statistics of training (Keras's default momentum, 0.99, would still
+    # hold a third of their initial mean 0 and variance 1).
+    x, y = _data(n=960)
+    model = km.normalize_heads(_model(), y, x=x)
+    model.compile(
+        keras.optimizers.SGD(1e-9), {"value": "mse", "label": "binary_crossentropy"}
+    )
+    model.fit(x, y, batch_size=20, epochs=2, verbose=0, shuffle=False)
+    trained = keras.ops.convert_to_numpy(model(x, training=True)["label"])
+    predicted = model.predict(x, verbose=0)["label"]
+    np.testing.assert_allclose(predicted, trained, atol=0.05)
+
+
 def test_the_primary_heads_come_from_the_targets_or_the_argument():
     x, y = _data()
     names = lambda m: sorted(  # noqa: E731
