@@ -67,7 +67,9 @@ def normalize_heads(
     Returns a new functional model built from the same layers (the same
     weights, pretrained ones included) in which every output other than
     the primary ones reads the trunk through its own
-    `keras.layers.BatchNormalization`, and every sigmoid or softmax output
+    `keras.layers.BatchNormalization` (momentum 0.9, PyTorch's default, so
+    that the moving statistics `predict` uses follow within a few dozen
+    steps), and every sigmoid or softmax output
     has `stable_heads`' activation. The primary outputs are the ones named
     in `primary`, or else those whose training target `y` is large: a root
     mean square at least a tenth of the largest (a classifier counts as 1).
