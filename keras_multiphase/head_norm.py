@@ -142,14 +142,8 @@ def normalize_heads(
             "matter in `primary=` to normalise the others.",
             stacklevel=2,
         )
-    for layer in heads.values():
-        name = _activation_name(layer)
-        if name is not None:
-            _keras_internals.set_activation(layer, _STABLE[name])
     taken = {layer.name for layer in model.layers}
     fresh = {layer for layer in small if f"{layer.name}_input_norm" not in taken}
-    if y is not None:
-        _start_at_the_mean(model, y, heads, fresh)
     inputs = _new_inputs(model)
     shortcut = _shortcut_source(model, inputs, x) if x is not None and fresh else None
 
@@ -158,12 +152,20 @@ def normalize_heads(
             args = (_head_input(layer, args[0], shortcut), *args[1:])
         return layer(*args, **kwargs)
 
-    return keras.models.clone_model(
+    normalized = keras.models.clone_model(
         model,
         input_tensors=inputs,
         clone_function=lambda layer: layer,
         call_function=call,
     )
+    # The shared layers change only once the new model is built.
+    for layer in heads.values():
+        name = _activation_name(layer)
+        if name is not None:
+            _keras_internals.set_activation(layer, _STABLE[name])
+    if y is not None:
+        _start_at_the_mean(model, y, heads, fresh)
+    return normalized
 
 
 def _head_input(layer, features, shortcut):

@@ -240,7 +240,12 @@ def test_bad_inputs_for_the_shortcut_are_named():
         km.normalize_heads(keras.Model(tokens, heads), y, x=np.ones((4, 3), "int32"))
     inputs = keras.Input((3,), name="x")
     h = keras.layers.Reshape((2, 4))(keras.layers.Dense(8)(inputs))
-    heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}
+    heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label", "aux")}
+    y["aux"] = 3.0 + 0.1 * x[:, 1:2]  # a small regression head
     per_step = {n: np.repeat(v[:, None], 2, axis=1) for n, v in y.items()}
+    model = keras.Model(inputs, heads)
+    before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ValueError, match="'label' reads shape"):
-        km.normalize_heads(keras.Model(inputs, heads), per_step, x=x)
+        km.normalize_heads(model, per_step, x=x)
+    for after, was in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(after, was)  # a refused call changes nothing
