@@ -398,7 +398,8 @@ PROBLEMS = {
 # Problems the suite's default runs do not contain (`--problems digits
 # wine`): checks on data nothing was chosen on. The digits ones fine-tune a
 # pretrained backbone; wine and diabetes (tabular, small, from scratch) were
-# added after `normalize_heads(x=)` was chosen, to check it.
+# added after `normalize_heads(x=)`'s path was chosen, to check it (its
+# starting bias and momentum were set after seeing them).
 HELD_OUT = {
     "digits": Problem(
         "digits",
