@@ -652,18 +652,24 @@ def print_problem(problem, results):
         print(f"  multiphase+heads+x vs peers: {line}")
 
 
-def plot(all_results, path):
+def _panels(count):
+    """A figure with `count` panels, three to a row (the rest hidden)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(len(all_results), 3)
-    rows = -(-len(all_results) // columns)
+    columns = min(count, 3)
+    rows = -(-count // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows))
     axes = np.atleast_1d(axes).ravel()
-    for ax in axes[len(all_results) :]:
+    for ax in axes[count:]:
         ax.axis("off")
+    return fig, axes
+
+
+def plot(all_results, path):
+    fig, axes = _panels(len(all_results))
     for ax, (name, results) in zip(axes, all_results.items(), strict=False):
         for run, runs in results.items():
             curves = np.array([r["total"] for r in runs])
@@ -685,17 +691,7 @@ def plot_tradeoff(all_results, path):
     """The dominant-versus-small trade-off: per problem, one point per run
     at (the dominant head's MAE, the mean accuracy of the classifier heads),
     both in original units, mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(len(all_results), 3)
-    rows = -(-len(all_results) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows))
-    axes = np.atleast_1d(axes).ravel()
-    for ax in axes[len(all_results) :]:
-        ax.axis("off")
+    fig, axes = _panels(len(all_results))
     for ax, (name, results) in zip(axes, all_results.items(), strict=False):
         problem = {**PROBLEMS, **HELD_OUT}[name]
         for run, runs in results.items():
