@@ -73,6 +73,13 @@ def _split(n, fraction, seed):
     return order[:cut], order[cut:]
 
 
+def _split_tabular(x, y, seed, fraction=0.2):
+    """`(x, y, xv, yv)`: a seeded split of arrays `x` and dict `y`."""
+    train, val = _split(len(x), fraction, seed)
+    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
+    return x[train], pick(train), x[val], pick(val)
+
+
 # -- collapse ------------------------------------------------------------------
 def collapse_data(seed):
     x, y = synthetic.make_problem(9600, seed=seed)
@@ -92,9 +99,7 @@ def cancer_data(seed):
         "malignant": (1 - d.target)[:, None].astype("float32"),
         "concavity": d.data[:, [names.index("worst concavity")]].astype("float32"),
     }
-    train, val = _split(len(x), 0.2, seed)
-    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
-    return x[train], pick(train), x[val], pick(val)
+    return _split_tabular(x, y, seed)
 
 
 def cancer_model(seed):
@@ -318,9 +323,7 @@ def wine_data(seed):
         "cultivar": d.target[:, None].astype("int32"),
         "hue": d.data[:, [names.index("hue")]].astype("float32"),
     }
-    train, val = _split(len(x), 0.2, seed)
-    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
-    return x[train], pick(train), x[val], pick(val)
+    return _split_tabular(x, y, seed)
 
 
 def wine_model(seed):
@@ -345,9 +348,7 @@ def diabetes_data(seed):
         "sex": (d.data[:, [names.index("sex")]] > 1.5).astype("float32"),
         "s4": d.data[:, [names.index("s4")]].astype("float32"),
     }
-    train, val = _split(len(x), 0.2, seed)
-    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
-    return x[train], pick(train), x[val], pick(val)
+    return _split_tabular(x, y, seed)
 
 
 def diabetes_model(seed):
