@@ -25,6 +25,7 @@ _EXPORTS = {
     "diagnose": "keras_multiphase.diagnosis",
     "LRFinderResult": "keras_multiphase.lr_finder",
     "find_lr": "keras_multiphase.lr_finder",
+    "for_inference": "keras_multiphase.inference",
     "normalize_heads": "keras_multiphase.head_norm",
     "ScaledOutputs": "keras_multiphase.output_scaling",
     "scale_outputs": "keras_multiphase.output_scaling",

@@ -74,7 +74,8 @@ def normalize_heads(
     in `primary`, or else those whose training target `y` is large: a root
     mean square at least a tenth of the largest (a classifier counts as 1).
     Predictions keep their units; compile the returned model. It saves and
-    loads as usual with `keras_multiphase` imported. The layers are shared,
+    loads with `keras_multiphase` imported; `for_inference(model)` gives a
+    copy to serve that loads in plain Keras. The layers are shared,
     not copied: the original model's sigmoid and softmax heads get the
     stable activations too. A model given twice gets no second
     normalisation.

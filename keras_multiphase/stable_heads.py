@@ -98,9 +98,10 @@ def stable_heads(model: keras.Model) -> keras.Model:
     `Dense`, `Conv` or `Activation` layer) gets `stable_sigmoid` or
     `stable_softmax`: the same probabilities (to within a few `epsilon`), and the
     logit loss's gradient under Keras's crossentropy on every backend.
-    Call it before `fit`; the model saves and loads as usual with
+    Call it before `fit`; the model saves and loads with
     `keras_multiphase` imported (the activations are registered Keras
-    objects). Steps already built by an earlier `fit` are rebuilt.
+    objects); `for_inference(model)` gives a copy that loads in plain
+    Keras. Steps already built by an earlier `fit` are rebuilt.
 
     Example:
 

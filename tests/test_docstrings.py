@@ -22,6 +22,7 @@ PUBLIC = [
     km.find_lr,
     km.OneCycle,
     km.scale_outputs,
+    km.for_inference,
 ]
 
 
