@@ -157,3 +157,28 @@ def test_a_subclass_keeps_keras_legacy_batch_hooks():
     assert not callback.async_safe
     fit(rate_probe(keras.optimizers.SGD(0.1)), [callback, BatchEnds()])
     assert callback.seen == [(b, threading.get_ident()) for b in range(STEPS)]
+
+
+@pytest.mark.parametrize(
+    "keras_callback, replacement",
+    [
+        (lambda: keras.callbacks.ReduceLROnPlateau(monitor="loss"), "PlateauLR"),
+        (lambda: keras.callbacks.LearningRateScheduler(lambda e, lr: lr), "Schedule"),
+    ],
+)
+def test_keras_rate_callbacks_beside_the_preset_are_named(keras_callback, replacement):
+    # Without the check Keras fails at the first epoch's end with a
+    # TypeError about a LearningRateSchedule the user never made.
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    other = keras_callback()
+    with pytest.raises(ValueError, match=type(other).__name__) as raised:
+        fit(model, [*km.preset("multiphase", peak_lr=0.01), other])
+    assert replacement in str(raised.value)
+    assert "Received: callbacks=" in str(raised.value)
+    # Nothing ran: the weight has not moved.
+    assert weight(model) == 0.0
+
+
+def test_keras_rate_callbacks_alone_still_work():
+    model = rate_probe(keras.optimizers.SGD(0.1))
+    fit(model, [keras.callbacks.ReduceLROnPlateau(monitor="loss")])

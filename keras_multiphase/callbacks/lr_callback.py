@@ -35,6 +35,41 @@ def check_backup_order(callback) -> None:
             )
 
 
+# Keras's callbacks that set the optimizer's rate each epoch, and what
+# replaces each on top of this package's composed rate.
+_RATE_SETTERS = {
+    "ReduceLROnPlateau": (
+        "keras_multiphase.PlateauLR (the same arguments: monitor, factor, "
+        "patience, min_delta, cooldown, min_lr), which reduces the rate on "
+        "top of a schedule"
+    ),
+    "LearningRateScheduler": (
+        "a keras.optimizers.schedules.LearningRateSchedule given to the "
+        "optimizer (`optimizer=keras.optimizers.AdamW(learning_rate="
+        "my_schedule)`), which this package's callbacks compose with, or "
+        "PhaseLR phases"
+    ),
+}
+
+
+def check_rate_setters(callback) -> None:
+    """Refuses Keras's own `ReduceLROnPlateau` and `LearningRateScheduler`
+    in the same fit: they assign a float to the optimizer's rate, which
+    this package holds as a schedule for the fit, and Keras would fail at
+    the first epoch's end with a TypeError that names neither."""
+    for other in _keras_internals.running_fit_callbacks() or []:
+        name = type(other).__name__
+        keras_class = getattr(keras.callbacks, name, None)
+        if name in _RATE_SETTERS and isinstance(other, keras_class):
+            raise ValueError(
+                f"`callbacks` holds keras.callbacks.{name} beside "
+                f"{type(callback).__name__}, which sets the learning rate of "
+                f"every step for this fit; {name} would assign a float over "
+                "it and fail. Received: callbacks=[..., "
+                f"{name}(...), ...]. Replace it with {_RATE_SETTERS[name]}."
+            )
+
+
 class PhaseIndex(float):
     """The `phase` logged for an epoch: a number (History, CSVLogger,
     TensorBoard and `diagnose` read it as one) that prints as an integer.
@@ -106,6 +141,7 @@ class LRCallback(EpochCallback):
         super().on_train_begin(logs)
         check_supported(type(self).__name__)
         check_backup_order(self)
+        check_rate_setters(self)
         model = self._ensure_registered()
         self._plan = self._composer.begin_fit(model)
 
