@@ -296,6 +296,17 @@ def running_fit_callbacks() -> list | None:
     return list(getattr(callbacks, "callbacks", callbacks) or [])
 
 
+def running_fit_history():
+    """The `keras.callbacks.History` that the running `model.fit` returns
+    (or None). Keras adds it to the fit's callback list itself and sets
+    `model.history` only at the first epoch's end, so the list is where it
+    is found at train begin. Checked on Keras 3.8.0 and 3.15.1."""
+    for callback in running_fit_callbacks() or []:
+        if isinstance(callback, keras.callbacks.History):
+            return callback
+    return None
+
+
 _NONZERO_CLASSES: dict = {}
 
 

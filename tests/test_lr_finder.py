@@ -233,9 +233,23 @@ def test_other_rules_and_plot(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    ax = result.plot()
-    ax.figure.savefig(tmp_path / "lr.png")
-    assert "ok" in str(result) or "suggested" in str(result)
+    figure = result.plot(path=tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").exists()
+    assert_nothing_clipped(figure)
+    assert_nothing_clipped(km.plot_schedule(km.preview("multiphase", 4, 5)))
+    peak = f"{result.suggestion:.3g}"
+    assert str(result).startswith(f"LRFinderResult: range test: peak {peak}")
+
+
+def assert_nothing_clipped(figure):
+    """Everything each axes draws (title, labels, tick labels, legend) lies
+    inside the figure as a plain savefig draws it."""
+    figure.canvas.draw()
+    inside = figure.bbox
+    for ax in figure.axes:
+        box = ax.get_tightbbox()
+        assert box.x0 >= inside.x0 - 1 and box.x1 <= inside.x1 + 1, (ax, box)
+        assert box.y0 >= inside.y0 - 1 and box.y1 <= inside.y1 + 1, (ax, box)
 
 
 @pytest.mark.parametrize(
@@ -310,11 +324,14 @@ def test_plots_name_their_extra_when_matplotlib_is_missing(monkeypatch):
 
 def test_progress_follows_fits_verbose_rule(capsys):
     """verbose=2 (Keras's advice for logs that are not a terminal) prints
-    one plain line; 1 and "auto" draw Keras's bar; anything else is refused."""
+    plain lines: the title, the bar's one line, the result; 1 and "auto"
+    draw Keras's bar; anything else is refused."""
     x, y = quadratic_data()
     km.find_lr(quadratic(), x, y, batch_size=8, num_steps=20, verbose=2)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "20/20" in out
+    title, bar, result = capsys.readouterr().out.splitlines()
+    assert title.startswith("Learning-rate range test: rate 1.0e-07 to 1.0e+01")
+    assert bar.startswith("20/20") and result.startswith("range test: ")
+    out = "\n".join([title, bar, result])
     assert not any(code in out for code in ("\r", "\b", "\x1b"))
     for verbose in (1, "auto"):
         km.find_lr(quadratic(), x, y, batch_size=8, num_steps=20, verbose=verbose)

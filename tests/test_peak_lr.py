@@ -211,3 +211,27 @@ def test_round_trip():
     )
     assert again.get_config() == config
     assert km.preset_to_yaml([phase_lr]).count("peak_lr: auto") == 1
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_the_range_test_is_titled_reported_once_and_in_history(capsys, verbose):
+    model = quadratic()
+    x, y = quadratic_data(32)
+    history = model.fit(
+        x, y, batch_size=8, epochs=2, verbose=verbose, callbacks=[shape()]
+    )
+    out = capsys.readouterr().out
+    assert out.count("Learning-rate range test: rate 1.0e-07 to 1.0e+01") == 1
+    # The title comes before the sweep's bar, which comes before epoch 1.
+    assert out.index("Learning-rate range test") < out.index("Epoch 1/2")
+    result = history.range_test
+    line = f"range test: peak {result.suggestion:.3g} (rule blend, status ok"
+    assert out.count(line) == 1
+    assert history.history["peak_lr"] == [pytest.approx(result.suggestion)] * 2
+
+
+def test_the_range_test_is_silent_under_fit_verbose_0(capsys):
+    model = quadratic()
+    x, y = quadratic_data(32)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[shape()])
+    assert "range test" not in capsys.readouterr().out

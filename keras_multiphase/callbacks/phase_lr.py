@@ -224,7 +224,12 @@ class PhaseLR(LRCallback):
     the peak with a learning-rate range test (`keras_multiphase.find_lr`) on
     the training data when training starts, with the model left as it was
     and the phases' `layer_rates` lifted (the peak is the whole model's,
-    which they then scale); the value is logged as `peak_lr` and kept in the
+    which they then scale). The sweep reports as `fit`'s `verbose` allows: a
+    titled progress bar (or its one line), then one line with the peak, the
+    rule and the status. The value is logged as `peak_lr` (each epoch, in
+    `History`), the whole sweep is `fit`'s returned
+    `history.range_test` (an `LRFinderResult`: `.plot()` draws it), and
+    the peak is kept in the
     optimizer's state, so a run resumed with `BackupAndRestore` or
     `initial_epoch` reuses it instead of testing again. When the test is
     inconclusive (the loss never fell, never diverged, or was NaN at once)
@@ -280,8 +285,8 @@ class PhaseLR(LRCallback):
         range_test: Optional mapping of `find_lr` arguments for
             `peak_lr="auto"`: `start_lr`, `end_lr`, `num_steps`,
             `suggestion`, `diverge_threshold`, `seed`.
-        verbose: Int. 1 prints a line when a plateau ends a phase and the
-            range test's result.
+        verbose: Int. 1 prints a line when a plateau ends a phase, and the
+            range test's result even under `fit(verbose=0)`.
         log_dir: Optional folder. Each training step's rate (and phase,
             momentum, loss weights, batch size) is written there as
             TensorBoard event files at each epoch's end, when no
@@ -449,21 +454,20 @@ class PhaseLR(LRCallback):
                 "a range test would consume"
             )
         if why is None:
-            # The sweep reports as `fit` does: a bar, one line, or nothing.
-            verbose = check_verbose("verbose", (self.params or {}).get("verbose", 0))
             result = find_lr(
                 self.model,
                 arguments["x"],
                 arguments["y"],
                 sample_weight=arguments["sample_weight"],
                 batch_size=arguments["batch_size"],
-                verbose=verbose,
+                verbose=self._sweep_verbose(),
                 **self.range_test,
             )
             self.range_test_result = result
+            history = _keras_internals.running_fit_history()
+            if history is not None:
+                history.range_test = result
             if result.conclusive:
-                if self.verbose:
-                    say(f"PhaseLR: peak_lr = {result.suggestion:.3g} ({result})")
                 return result.suggestion
             why = f"the range test was inconclusive ({result.status}, {result.reason})"
         warnings.warn(
@@ -472,6 +476,13 @@ class PhaseLR(LRCallback):
             stacklevel=2,
         )
         return fallback
+
+    def _sweep_verbose(self) -> int:
+        """The sweep reports as `fit` does (a titled bar, or its one line,
+        then the peak, rule and status); with `fit(verbose=0)`, only the
+        result line when this callback's `verbose` asks for it."""
+        verbose = check_verbose("verbose", (self.params or {}).get("verbose", 0))
+        return verbose or (2 if self.verbose else 0)
 
     # -- epoch level -----------------------------------------------------
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:

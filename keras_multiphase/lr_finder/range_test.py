@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from keras_multiphase import _keras_internals
+from keras_multiphase._messages import say
 from keras_multiphase._state import unwrap_optimizer
 from keras_multiphase._validation import (
     check_choice,
@@ -88,17 +89,25 @@ class LRFinderResult:
         index = suggestions.SUGGESTIONS[rule](self.rates, self.smoothed)
         return float(self.rates[index])
 
-    def plot(self, ax=None):
+    def plot(self, ax=None, path: str | None = None):
         """Plots raw and smoothed loss against the rate (log-log), with the
         suggestion marked. Needs matplotlib (`pip install
-        keras-multiphase[plot]`). Returns the axes."""
+        keras-multiphase[plot]`). Returns the figure, as `plot_schedule`
+        does (laid out so that a plain `savefig` clips no label); saves it
+        to `path` if given. With `ax`, draws there."""
         from keras_multiphase._optional import require
 
         require("matplotlib", "LRFinderResult.plot")
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
+            _, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+        self._draw(ax)
+        if path:
+            ax.figure.savefig(path, dpi=100)
+        return ax.figure
+
+    def _draw(self, ax) -> None:
         ax.plot(self.rates, self.losses, alpha=0.3, label="loss")
         ax.plot(self.rates, self.smoothed, label="smoothed")
         if self.suggestion is not None:
@@ -116,15 +125,21 @@ class LRFinderResult:
         ax.set_ylabel("training loss")
         ax.set_title(f"learning-rate range test ({self.status})")
         ax.legend()
-        return ax
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """One line: the peak, the rule and the status."""
         if self.conclusive:
             return (
-                f"LRFinderResult: suggested rate {self.suggestion:.3g} "
-                f"({self.rule}, {len(self.rates)} steps)"
+                f"range test: peak {self.suggestion:.3g} (rule {self.rule}, "
+                f"status {self.status}, {len(self.rates)} steps)"
             )
-        return f"LRFinderResult: inconclusive ({self.status}): {self.reason}"
+        return (
+            f"range test: no peak (rule {self.rule}, status {self.status}): "
+            f"{self.reason}"
+        )
+
+    def __str__(self) -> str:
+        return f"LRFinderResult: {self.summary()}"
 
 
 class _Sweep(keras.optimizers.schedules.LearningRateSchedule):
@@ -319,8 +334,10 @@ def find_lr(
             its best by this factor.
         seed: Int. Shuffling of array data.
         verbose: 0, 1, 2 or `"auto"`, as in `fit`: 1 (and `"auto"`) shows
-            Keras's progress bar, 2 one line when the sweep ends (for logs
-            that are not a terminal), 0 nothing.
+            a title line and Keras's progress bar, 2 the title and one bar
+            line when the sweep ends (for logs that are not a terminal); both
+            then print the result (`LRFinderResult.summary()`). 0 prints
+            nothing.
 
     Returns:
         An `LRFinderResult`.
@@ -346,16 +363,25 @@ def find_lr(
     offset = int(np.asarray(optimizer.iterations.numpy()))
     sweep = _Sweep(start_lr, end_lr, num_steps, offset)
     planned = sweep.rates(num_steps)
-    progbar = keras.utils.Progbar(num_steps, verbose=verbose) if verbose else None
+    progbar = None
+    if verbose:
+        say(
+            f"Learning-rate range test: rate {start_lr:.1e} to {end_lr:.1e} over "
+            f"up to {num_steps} steps (the model is restored afterwards)"
+        )
+        progbar = keras.utils.Progbar(num_steps, verbose=verbose)
     with _sweeping(model, sweep):
         losses, diverged_at = _run_sweep(
             model, first, stream, planned, progbar, diverge_threshold
         )
     if progbar is not None and len(losses) < num_steps:
         progbar.update(num_steps, finalize=True)
-    return _result(
+    result = _result(
         planned, losses, diverged_at, suggestion, num_steps, diverge_threshold
     )
+    if verbose:
+        say(result.summary())
+    return result
 
 
 def _checked_arguments(
