@@ -152,6 +152,10 @@ EXPERIMENTS = (
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
+    "wsd@1e-3",
+    "one_cycle@1e-3",
+    "sgdr@1e-3",
+    "sgdr@peak",
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
@@ -251,9 +255,11 @@ def setup(run, problem, model, x, y, epochs):
             model = standardised_inputs(model, x)
         elif run == "multiphase+inverse":
             weights = inverse_initial_losses(problem, model, x, y)
-    elif run in AT_PEAK:
+    elif run in AT_PEAK or run == "sgdr@peak":
         peak = range_test_peak(problem, model, x, y)
         rate, callbacks = at_peak(run, peak, _steps(x), epochs)
+    elif run.endswith("@1e-3"):  # a peak preset at the rate it once shipped
+        rate, callbacks = at_peak(run.replace("@1e-3", "@peak"), 1e-3, 0, epochs)
     return model, keras.optimizers.AdamW(rate), callbacks, weights, peak
 
 
@@ -466,6 +472,8 @@ def at_peak(run, peak, steps, epochs):
         return peak, km.preset("one_cycle", max_lr=peak)
     if run == "wsd@peak":
         return peak, km.preset("wsd", peak_lr=peak)
+    if run == "sgdr@peak":
+        return peak, km.preset("sgdr", peak_lr=peak)
     if run == "cosine@peak":
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, (epochs - 1) * steps, warmup_target=peak, warmup_steps=steps
