@@ -87,7 +87,8 @@ def preview(
         "batch_size": batch,
         "phase_names": provider.phase_names if provider else [],
         "peak_placeholder": any(
-            getattr(c, "peak_lr", None) == "auto" for c in lr_callbacks
+            "auto" in (getattr(c, "peak_lr", None), getattr(c, "max_lr", None))
+            for c in lr_callbacks
         ),
     }
 

@@ -235,3 +235,82 @@ def test_the_range_test_is_silent_under_fit_verbose_0(capsys):
     x, y = quadratic_data(32)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[shape()])
     assert "range test" not in capsys.readouterr().out
+
+
+def _one_cycle_fit(max_lr, epochs=3, initial_epoch=0, model=None, callback=None):
+    model = model or quadratic()
+    x, y = quadratic_data(32)
+    callback = callback or km.OneCycle(max_lr=max_lr)
+    history = model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )
+    return model, history
+
+
+def test_one_cycle_auto_peak_is_found_logged_and_applied_in_the_step():
+    model, history = _one_cycle_fit("auto")
+    found = history.range_test.suggestion
+    assert history.history["peak_lr"] == [pytest.approx(found)] * 3
+    assert 0.05 <= found <= 1.0  # the good rates of this problem
+    # The same run with that peak given moves the weight identically: the
+    # step used the found peak (the range test left the start as it was).
+    given, _ = _one_cycle_fit(found)
+    np.testing.assert_allclose(
+        model.get_weights()[0], given.get_weights()[0], rtol=1e-5
+    )
+    away, _ = _one_cycle_fit(1e-3)
+    assert not np.allclose(model.get_weights()[0], away.get_weights()[0])
+
+
+def test_one_cycle_continuation_reuses_the_peak(monkeypatch):
+    calls = []
+    original = range_test.find_lr
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("keras_multiphase.lr_finder.find_lr", counting)
+    callback = km.OneCycle(max_lr="auto")
+    model, first = _one_cycle_fit(None, epochs=1, callback=callback)
+    _, second = _one_cycle_fit(
+        None, epochs=3, initial_epoch=1, model=model, callback=callback
+    )
+    assert len(calls) == 1
+    assert second.history["peak_lr"][0] == first.history["peak_lr"][0]
+
+
+@pytest.mark.parametrize(
+    "max_lr, match", [("fast", "'fast'"), (-1.0, "max_lr=-1.0"), ([1], r"\[1\]")]
+)
+def test_one_cycle_max_lr_is_checked(max_lr, match):
+    with pytest.raises(ValueError, match=match):
+        km.OneCycle(max_lr=max_lr)
+
+
+def test_every_shipped_preset_names_an_auto_peak():
+    from keras_multiphase.preset import load_preset
+
+    for name in km.presets():
+        configs = {cls: config for cls, config, *_ in load_preset(name)}
+        peak = configs.get("PhaseLR", {}).get("peak_lr")
+        assert "auto" in (peak, configs.get("OneCycle", {}).get("max_lr")), name
+
+
+@pytest.mark.parametrize("name", ["multiphase", "wsd", "sgdr", "one_cycle"])
+def test_every_shipped_preset_finds_its_peak(name):
+    model = quadratic()
+    x, y = quadratic_data(32)
+    callbacks = km.preset(name)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+    assert history.range_test.conclusive
+    assert history.history["peak_lr"] == [
+        pytest.approx(history.range_test.suggestion)
+    ] * 2

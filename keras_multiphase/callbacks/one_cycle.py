@@ -14,6 +14,7 @@ from keras_multiphase._validation import (
     check_ratio,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
+from keras_multiphase.lr_finder.auto_peak import AUTO, find_peak, sweep_verbose
 from keras_multiphase.schedules import numpy_ops
 from keras_multiphase.schedules.one_cycle_schedule import ANNEAL, OneCycleShape
 
@@ -58,8 +59,12 @@ class OneCycle(LRCallback):
     (0.0004, True)
 
     Args:
-        max_lr: Optional float > 0. The peak rate; defaults to the
-            optimizer's own rate.
+        max_lr: Optional float > 0 or `"auto"`. The peak rate; defaults to
+            the optimizer's own rate. `"auto"` finds it with a learning-rate
+            range test when training starts, as `PhaseLR(peak_lr="auto")`
+            does (reported as `fit`'s `verbose` allows, logged as `peak_lr`,
+            kept for a resumed run; the optimizer's rate, with a warning,
+            when the test is inconclusive).
         pct_start: Float in (0, 1). Share of the run spent rising.
         div_factor: Float > 0. `initial rate = max_lr / div_factor`.
         final_div_factor: Float > 0. `final rate = initial / final_div_factor`.
@@ -76,7 +81,7 @@ class OneCycle(LRCallback):
 
     def __init__(
         self,
-        max_lr: float | None = None,
+        max_lr: float | str | None = None,
         pct_start: float = 0.3,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
@@ -90,7 +95,10 @@ class OneCycle(LRCallback):
     ):
         super().__init__()
         self.log_dir = check_log_dir(log_dir)
-        self.max_lr = None if max_lr is None else check_positive("max_lr", max_lr)
+        if max_lr is not None and max_lr != AUTO:
+            max_lr = check_number("max_lr", max_lr, "a number > 0, 'auto' or None")
+            max_lr = check_positive("max_lr", max_lr)
+        self.max_lr = max_lr
         self.pct_start = check_ratio("pct_start", pct_start, upper_open=True)
         if self.pct_start <= 0:
             raise ValueError(
@@ -116,6 +124,8 @@ class OneCycle(LRCallback):
         config.pop("log_dir")
         self.contribution = OneCycleShape(config)
         self._momentum = None  # (optimizer, attribute, original value, variable)
+        self._peak = None  # the found peak of max_lr="auto" (state)
+        self.range_test_result = None
 
     # -- phases ----------------------------------------------------------
     @property
@@ -144,6 +154,9 @@ class OneCycle(LRCallback):
     def _create_state(self, store) -> None:
         # Created with the other state, when the model is set: Keras < 3.10
         # on JAX records the training state's layout before `on_train_begin`.
+        if self.max_lr == AUTO:
+            # 0 = not found yet; a resumed run finds the value it used.
+            self._peak = store.variable(f"{self._key}.peak_lr", 0.0)
         self.contribution.momentum_state = None
         if self.cycle_momentum and self._momentum_attribute() is not None:
             self.contribution.momentum_state = store.variable(
@@ -152,6 +165,20 @@ class OneCycle(LRCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        if self._peak is not None:
+            if not float(self._peak.numpy()) > 0:
+                # Before the momentum is cycled and the composed rate
+                # installed: the sweep trains through its own step.
+                peak, self.range_test_result = find_peak(
+                    self.model,
+                    self._plan.own_rate,
+                    {},
+                    sweep_verbose(self.params, 0),
+                    "OneCycle(max_lr='auto')",
+                )
+                self._peak.assign(peak)
+            self.assume_peak(float(self._peak.numpy()))
+            self.contribution.resolve(self._plan)
         if self.contribution.momentum_state is not None and self._momentum is None:
             optimizer, name, value = self._momentum_attribute()
             variable = self.contribution.momentum_state
@@ -162,6 +189,16 @@ class OneCycle(LRCallback):
             self._momentum = (optimizer, name, value, variable)
             # The engine traces the step with it at the first epoch's start.
             self.contribution.momentum = variable
+
+    def assume_peak(self, value: float) -> None:
+        """The peak of `max_lr="auto"`: the range test's (or, in `preview`,
+        which has no data, the optimizer's rate)."""
+        if self.max_lr == AUTO:
+            self.contribution.found_peak = float(value)
+
+    def _on_epoch_end(self, epoch: int, logs: dict) -> None:
+        if self._peak is not None:
+            logs["peak_lr"] = float(self._peak.numpy())
 
     def _end_of_fit(self) -> None:
         if self._momentum is not None:

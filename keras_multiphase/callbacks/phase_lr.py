@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import keras
@@ -20,7 +19,6 @@ from keras_multiphase._validation import (
     check_mapping_keys,
     check_number,
     check_positive,
-    check_verbose,
 )
 from keras_multiphase.callbacks.lr_callback import LRCallback
 from keras_multiphase.layer_groups import check_rates, phase_groups
@@ -440,49 +438,16 @@ class PhaseLR(LRCallback):
             peak.assign(float(value))
 
     def _find_peak(self) -> float:
-        from keras_multiphase.lr_finder import find_lr
-        from keras_multiphase.lr_finder.data import kind
+        from keras_multiphase.lr_finder.auto_peak import find_peak, sweep_verbose
 
-        fallback = self._plan.own_rate
-        arguments = _keras_internals.fit_arguments()
-        why = None
-        if arguments is None:
-            why = "the training data of the running `fit` could not be found"
-        elif kind(arguments["x"]) == "iterator":
-            why = (
-                "the training data is a one-shot iterator or generator, which "
-                "a range test would consume"
-            )
-        if why is None:
-            result = find_lr(
-                self.model,
-                arguments["x"],
-                arguments["y"],
-                sample_weight=arguments["sample_weight"],
-                batch_size=arguments["batch_size"],
-                verbose=self._sweep_verbose(),
-                **self.range_test,
-            )
-            self.range_test_result = result
-            history = _keras_internals.running_fit_history()
-            if history is not None:
-                history.range_test = result
-            if result.conclusive:
-                return result.suggestion
-            why = f"the range test was inconclusive ({result.status}, {result.reason})"
-        warnings.warn(
-            f"PhaseLR(peak_lr='auto'): {why}. Using the optimizer's own rate, "
-            f"{fallback:.3g}, as the peak.",
-            stacklevel=2,
+        peak, self.range_test_result = find_peak(
+            self.model,
+            self._plan.own_rate,
+            self.range_test,
+            sweep_verbose(self.params, self.verbose),
+            "PhaseLR(peak_lr='auto')",
         )
-        return fallback
-
-    def _sweep_verbose(self) -> int:
-        """The sweep reports as `fit` does (a titled bar, or its one line,
-        then the peak, rule and status); with `fit(verbose=0)`, only the
-        result line when this callback's `verbose` asks for it."""
-        verbose = check_verbose("verbose", (self.params or {}).get("verbose", 0))
-        return verbose or (2 if self.verbose else 0)
+        return peak
 
     # -- epoch level -----------------------------------------------------
     def _on_epoch_end(self, epoch: int, logs: dict) -> None:

@@ -35,6 +35,7 @@ class OneCycleShape:
         self.config = config
         self.momentum = None
         self.momentum_state = None  # created when the momentum is cycled
+        self.found_peak = None  # max_lr="auto": the range test's peak
         self._phases = None  # [(end step, start lr, end lr, start m, end m)]
 
     @property
@@ -53,7 +54,9 @@ class OneCycleShape:
             total = plan.epochs_to_steps(plan.epochs, "OneCycle", "the run's length")
         if total < 2:
             raise ValueError(f"OneCycle needs a run of at least 2 steps; got {total}.")
-        peak = c["max_lr"] if c["max_lr"] is not None else plan.own_rate
+        peak = c["max_lr"]
+        if peak is None or peak == "auto":  # "auto": the range test's, once found
+            peak = self.found_peak or plan.own_rate
         initial = peak / c["div_factor"]
         final = initial / c["final_div_factor"]
         hi, lo = c["max_momentum"], c["base_momentum"]
