@@ -311,6 +311,6 @@ def test_every_shipped_preset_finds_its_peak(name):
     callbacks = km.preset(name)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
     assert history.range_test.conclusive
-    assert history.history["peak_lr"] == [
-        pytest.approx(history.range_test.suggestion)
-    ] * 2
+    assert (
+        history.history["peak_lr"] == [pytest.approx(history.range_test.suggestion)] * 2
+    )

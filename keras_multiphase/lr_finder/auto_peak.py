@@ -58,8 +58,7 @@ def find_peak(
             return result.suggestion, result
         why = f"the range test was inconclusive ({result.status}, {result.reason})"
     warnings.warn(
-        f"{owner}: {why}. Using the optimizer's own rate, {fallback:.3g}, as "
-        "the peak.",
+        f"{owner}: {why}. Using the optimizer's own rate, {fallback:.3g}, as the peak.",
         stacklevel=3,
     )
     return fallback, result
