@@ -59,8 +59,15 @@ def main(argv=None) -> int:
     commands.add_parser("presets", help="list the shipped presets")
     show = commands.add_parser("preview", help="print and plot a schedule")
     show.add_argument("preset", help="a shipped preset name or a YAML file")
-    show.add_argument("--epochs", type=int, required=True)
-    show.add_argument("--steps-per-epoch", type=int, required=True)
+    show.add_argument(
+        "--epochs", type=int, required=True, help="epochs of the run (>= 1)"
+    )
+    show.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        required=True,
+        help="training steps (batches) per epoch (>= 1): samples / batch size",
+    )
     show.add_argument(
         "--base-lr",
         type=float,
@@ -85,11 +92,6 @@ def main(argv=None) -> int:
     from keras_multiphase.preview import plot_schedule, preview
 
     try:
-        if args.epochs < 1 or args.steps_per_epoch < 1:
-            raise ValueError(
-                "--epochs and --steps-per-epoch must be >= 1. Received: "
-                f"{args.epochs}, {args.steps_per_epoch}"
-            )
         schedule = preview(
             args.preset, args.epochs, args.steps_per_epoch, base_lr=args.base_lr
         )

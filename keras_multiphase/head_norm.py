@@ -42,6 +42,7 @@ from keras_multiphase.output_scaling import (
     _as_dict,
     _is_regression,
     _standardized,
+    output_names,
 )
 from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
 
@@ -221,7 +222,15 @@ def _new_inputs(model):
         keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
         for t in model.inputs
     ]
-    return tensors if len(tensors) > 1 else tensors[0]
+    # `keras.Model([inputs], ...)`: a list of one stays a list.
+    return tensors if len(tensors) > 1 or _listed_input(model) else tensors[0]
+
+
+def _listed_input(model) -> bool:
+    try:
+        return isinstance(model.input, (list, tuple))
+    except (AttributeError, ValueError):
+        return False
 
 
 def _shortcut_source(model, inputs, x):
@@ -245,8 +254,15 @@ def _shortcut_source(model, inputs, x):
 
 def _heads(model) -> dict:
     """Output name -> the layer that produces it."""
+    if isinstance(model, keras.Sequential):
+        raise ValueError(
+            "normalize_heads needs a functional keras.Model with two or more "
+            "outputs (one dominant head and the small ones); a Sequential "
+            f"model has one. Received: Sequential model {model.name!r}. A "
+            "single-output model needs only the preset."
+        )
     layers = _output_layers(model)
-    names = list(model.output_names)
+    names = output_names(model)
     if len(names) < 2 or len(layers) != len(names):
         raise ValueError(
             "Argument `model` must be a functional keras.Model with two or "
@@ -266,7 +282,7 @@ def _heads(model) -> dict:
 
 
 def _primary(model, y, primary) -> set:
-    names = list(model.output_names)
+    names = output_names(model)
     if primary is not None:
         chosen = {primary} if isinstance(primary, str) else set(primary)
         unknown = sorted(chosen - set(names))
@@ -283,6 +299,15 @@ def _primary(model, y, primary) -> set:
             "Received: y=None, primary=None"
         )
     targets = _as_dict(model, y)
+    missing = [n for n in names if n not in targets]
+    if missing:
+        warnings.warn(
+            f"normalize_heads: `y` has no target for output(s) {missing}, "
+            "so they count as primary and get no normalisation. Pass every "
+            f"output's training target (outputs: {names}), or name the "
+            "heads that matter in `primary=`.",
+            stacklevel=3,
+        )
     scale = {name: _scale(targets[name]) for name in targets}
     largest = max(scale.values())
     return {n for n in names if scale.get(n, largest) >= _SMALL * largest}

@@ -56,8 +56,33 @@ def _is_regression(values: np.ndarray) -> bool:
     return True
 
 
+def output_names(model) -> list[str]:
+    """The model's output names; a Sequential's one output is named after
+    its last layer (Keras 3 gives a Sequential no `output_names`)."""
+    names = getattr(model, "output_names", None)
+    if names is None and isinstance(model, keras.Sequential) and model.layers:
+        return [model.layers[-1].name]
+    return list(names or [])
+
+
+def _dict_outputs(model) -> bool:
+    """Whether the functional model returns a dict (its `output_names` are
+    then sorted, not in the order the user wrote them)."""
+    try:
+        return isinstance(model.output, Mapping)
+    except (AttributeError, ValueError):
+        return False
+
+
 def _as_dict(model, y) -> dict:
-    names = list(model.output_names)
+    names = output_names(model)
+    if isinstance(y, (list, tuple)) and len(names) > 1 and _dict_outputs(model):
+        raise ValueError(
+            f"Argument `y` must be a dict keyed by output name for a model "
+            f"whose outputs are a dict ({names}): a {type(y).__name__} has no "
+            "order to match them by. Received: y="
+            f"{type(y).__name__} of {len(y)} arrays"
+        )
     if isinstance(y, Mapping):
         unknown = sorted(set(y) - set(names))
         if unknown:
@@ -107,15 +132,32 @@ def _arrays_per_input(model, x) -> list[np.ndarray]:
             f"Received: x={type(x).__name__} with {len(arrays)} entries"
         )
     arrays = [np.asarray(a) for a in arrays]
-    for name, array in zip(names, arrays, strict=True):
-        if not np.issubdtype(array.dtype, np.number) or array.ndim < 1:
-            raise ValueError(
-                f"Argument `x` must give NumPy-like arrays of numbers (the "
-                f"training inputs, for their moments). Received for input "
-                f"{name!r}: {type(array.item() if array.ndim == 0 else array).__name__}"
-                f" of dtype {array.dtype}"
-            )
+    for tensor, array in zip(model.inputs, arrays, strict=True):
+        _check_input_array(tensor, array)
     return arrays
+
+
+def _check_input_array(tensor, array) -> None:
+    """`array` is numbers shaped as the model input `tensor` takes."""
+    if not np.issubdtype(array.dtype, np.number) or array.ndim < 1:
+        raise ValueError(
+            f"Argument `x` must give NumPy-like arrays of numbers (the "
+            f"training inputs, for their moments). Received for input "
+            f"{tensor.name!r}: "
+            f"{type(array.item() if array.ndim == 0 else array).__name__}"
+            f" of dtype {array.dtype}"
+        )
+    want = tuple(tensor.shape[1:])
+    fits = len(want) == array.ndim - 1 and all(
+        w is None or w == a for w, a in zip(want, array.shape[1:], strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            f"Argument `x` must give the training inputs as the model takes "
+            f"them: input {tensor.name!r} takes samples of shape {want}. "
+            f"Received: an array of shape {array.shape} (samples of shape "
+            f"{array.shape[1:]})"
+        )
 
 
 def _standardized(tensor, array, suffix="_norm"):
@@ -219,7 +261,7 @@ def scale_outputs(
             f"model={type(model).__name__}"
         )
     targets = _as_dict(model, y)
-    names = list(model.output_names)
+    names = output_names(model)
     _check_names(model, names)
     chosen = _chosen_outputs(names, targets, outputs)
     mean, sd, weights = _statistics(names, targets, chosen, loss)

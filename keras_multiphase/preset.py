@@ -253,11 +253,42 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
         if label is not None and label in [other[3] for other in out]:
             raise error((*item[2][:2], "name"), f"repeats the entry name {label!r}.")
         out.append(item)
+    originals = [copy.deepcopy(item[1]) for item in out]
+    touched = {}  # entry index -> the dotted overrides that changed it
     for key, value in dotted.items():
-        _apply_dotted(out, key, value, source)
+        entry = _apply_dotted(out, key, value, source)
+        touched.setdefault(next(i for i, e in enumerate(out) if e is entry), []).append(
+            key
+        )
     if rebuild is not None:
         _set_rebuild(out, rebuild, source)
-    return [(name, config, path, error) for name, config, path, _ in out]
+    return [
+        (
+            name,
+            config,
+            path,
+            _override_error(error, touched[i], source, name, originals[i])
+            if i in touched
+            else error,
+        )
+        for i, (name, config, path, _) in enumerate(out)
+    ]
+
+
+def _override_error(error, keys, source, name, original):
+    """The error factory of an entry that dotted overrides changed: an
+    invalid result is blamed on the overrides (not on a line of the YAML
+    file) when the entry was valid without them."""
+
+    def make(path, message):
+        try:
+            CALLBACKS[name](**copy.deepcopy(original))
+        except (ValueError, TypeError):
+            return error(path, message)  # invalid in the file already
+        shown = ", ".join(f"`{key}`" for key in keys)
+        return PresetError(f"{source}: override {shown} {message}")
+
+    return make
 
 
 def _parse(name_or_path: str):
@@ -422,9 +453,10 @@ def _target_entry(entries, key, source):
     return same[0], rest
 
 
-def _apply_dotted(entries, key, value, source) -> None:
+def _apply_dotted(entries, key, value, source) -> list:
     """`"PhaseLR.phases.1.ratio"` -> that nested value of one entry's
-    config; a missing last key is set (an argument the YAML omits)."""
+    config; a missing last key is set (an argument the YAML omits).
+    Returns the entry."""
     entry, rest = _target_entry(entries, key, source)
     name, config = entry[0], entry[1]
     target = config
@@ -436,7 +468,7 @@ def _apply_dotted(entries, key, value, source) -> None:
         if index is None or index >= len(target):
             raise PresetError(f"{source}: override `{key}` matches nothing.")
         target[index] = value
-        return
+        return entry
     if not isinstance(target, dict):
         raise PresetError(f"{source}: override `{key}` matches nothing.")
     if target is config:
@@ -447,6 +479,7 @@ def _apply_dotted(entries, key, value, source) -> None:
                 f"{name}; allowed: {allowed}.{_suggest(last, allowed)}"
             )
     target[last] = value
+    return entry
 
 
 def _step(target, part, key, source):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_multiphase._state import HostStore
+from keras_multiphase._validation import check_int, check_positive
 
 
 def preview(
@@ -36,6 +37,10 @@ def preview(
         steps_per_epoch: Int. Steps per epoch.
         base_lr: Float. The optimizer's own rate.
 
+    Raises:
+        ValueError: if `epochs` or `steps_per_epoch` is not an integer >= 1,
+            or `base_lr` is not a number > 0.
+
     Returns:
         Dict of NumPy arrays over steps: `step`, `learning_rate`, `phase`,
         `batch_size` (0 without AdaptiveBatch), `layer_rates` (each layer
@@ -54,7 +59,9 @@ def preview(
         callbacks = load(preset_or_callbacks)
     else:
         callbacks = list(preset_or_callbacks)
-    epochs, steps_per_epoch = int(epochs), int(steps_per_epoch)
+    epochs = check_int("epochs", epochs, minimum=1)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    base_lr = check_positive("base_lr", base_lr)
     params = {"epochs": epochs, "steps": steps_per_epoch, "verbose": 0}
     composer = ComposedLearningRate(original=float(base_lr))
     composer.params = params

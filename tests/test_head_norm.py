@@ -160,7 +160,13 @@ def test_the_primary_heads_come_from_the_targets_or_the_argument():
     )
     assert names(km.normalize_heads(_model(), y)) == ["label_input_norm"]
     assert names(km.normalize_heads(_model(), primary="label")) == ["value_input_norm"]
-    assert names(km.normalize_heads(_model(), [y["label"], y["value"]])) == [
+    # A list-output model's targets as a list, in its output order (a
+    # dict-output model refuses one: test_what_a_new_user_passes_...).
+    dict_model = _model()
+    listed = keras.Model(
+        dict_model.inputs, [dict_model.output["value"], dict_model.output["label"]]
+    )
+    assert names(km.normalize_heads(listed, [y["value"], y["label"]])) == [
         "label_input_norm"
     ]
 
@@ -248,3 +254,17 @@ def test_bad_inputs_for_the_shortcut_are_named():
         km.normalize_heads(model, per_step, x=x)
     for after, was in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(after, was)  # a refused call changes nothing
+
+
+def test_what_a_new_user_passes_by_mistake_is_named():
+    x, y = _data()
+    sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="Sequential model has one.*Received"):
+        km.normalize_heads(sequential, y["value"])
+    with pytest.raises(ValueError, match=r"'x' takes samples of shape \(3,\).*\(5,\)"):
+        km.normalize_heads(_model(), y, x=np.ones((8, 5), "float32"))
+    # A dict-output model's output_names are sorted: a tuple has no order.
+    with pytest.raises(ValueError, match="dict keyed by output name.*tuple"):
+        km.normalize_heads(_model(), (y["value"], y["label"]))
+    with pytest.warns(UserWarning, match=r"no target for output\(s\) \['label'\]"):
+        km.normalize_heads(_model(), {"value": y["value"]})

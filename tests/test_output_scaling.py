@@ -169,3 +169,14 @@ def test_subclassed_model_is_refused():
 
     with pytest.raises(ValueError, match="functional"):
         km.scale_outputs(Mine(), np.ones((4, 1)))
+
+
+def test_a_sequential_model_is_scaled_and_bad_x_is_named():
+    # The docstring promises a Sequential built with an Input.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="price")])
+    y = np.random.default_rng(0).uniform(400, 1000, (32, 1)).astype("float32")
+    scaled = km.scale_outputs(model, y)
+    prediction = scaled.model.predict(np.zeros((2, 2)), verbose=0)
+    assert np.allclose(prediction, y.mean(), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"takes samples of shape \(2,\).*\(3,\)"):
+        km.scale_outputs(model, y, x=np.ones((8, 3)))

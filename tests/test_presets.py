@@ -508,3 +508,43 @@ def test_the_note_is_said_whichever_callback_comes_first(tmp_dir, capsys):
     x, y = probe_data(2)
     model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=callbacks)
     assert capsys.readouterr().out.count("batch-size schedule is off") == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": -3, "steps_per_epoch": 5}, "`epochs` must be an integer >= 1"),
+        ({"epochs": 3, "steps_per_epoch": 0}, "Received: steps_per_epoch=0"),
+        ({"epochs": 3, "steps_per_epoch": 2, "base_lr": 0}, "base_lr=0"),
+    ],
+)
+def test_preview_names_a_bad_run_length(kwargs, match):
+    # Before: empty arrays for epochs=-3, and for steps_per_epoch=0 advice
+    # to pass steps_per_epoch to `fit`.
+    with pytest.raises(ValueError, match=match):
+        preview("multiphase", **kwargs)
+
+
+def test_a_typo_in_a_dotted_override_is_blamed_on_the_override():
+    with pytest.raises(PresetError) as raised:
+        preset("multiphase", **{"PhaseLR.phases.1.ratoi": 0.5})
+    message = str(raised.value)
+    assert "override `PhaseLR.phases.1.ratoi` is invalid" in message
+    assert "unknown key(s) ['ratoi']" in message
+    assert ", line " not in message  # the shipped file is not at fault
+
+
+def test_a_bad_file_is_still_blamed_on_its_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "callbacks:\n  - PhaseLR:\n      phases:\n        - {lr: -1.0}\n"
+    )
+    with pytest.raises(PresetError, match=r"bad.yaml, line 2: .*phases\[0\]"):
+        preset(str(path), **{"PhaseLR.verbose": 1})
+
+
+def test_cli_preview_help_explains_its_options():
+    shown = run_cli("preview", "--help")
+    assert shown.returncode == 0
+    assert "epochs of the run" in shown.stdout
+    assert "steps (batches) per epoch" in shown.stdout
