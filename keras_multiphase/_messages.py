@@ -22,3 +22,14 @@ def say(message: str) -> None:
         sys.stdout.flush()
     else:
         logger.info(message.strip())
+
+
+# Notes said in this process: a note is news once, not at every fit.
+SAID: set = set()
+
+
+def say_once(message: str) -> None:
+    """Shows `message` the first time it is given in this process."""
+    if message not in SAID:
+        SAID.add(message)
+        say(message)

@@ -482,7 +482,15 @@ def test_cli_picks_an_installed_backend_or_says_which_to_install(monkeypatch):
     assert "pip install 'keras-multiphase[jax]'" in cli._choose_backend()
 
 
-def test_the_skipped_batch_schedule_is_said_once_at_train_begin(capsys):
+@pytest.fixture
+def fresh_notes(monkeypatch):
+    """A process that has said no note yet."""
+    from keras_multiphase import _messages
+
+    monkeypatch.setattr(_messages, "SAID", set())
+
+
+def test_the_skipped_batch_schedule_is_said_once_at_train_begin(capsys, fresh_notes):
     model = rate_probe(keras.optimizers.SGD(0.01))
     x, y = probe_data(2)
     callbacks = preset("multiphase", peak_lr=1e-3)
@@ -492,9 +500,13 @@ def test_the_skipped_batch_schedule_is_said_once_at_train_begin(capsys):
     for _ in range(2):
         model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=callbacks)
     assert capsys.readouterr().out.count("batch-size schedule is off") == 1
+    # A preset built again for the next fit (a notebook's habit): not again.
+    again = preset("multiphase", peak_lr=1e-3)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=2, callbacks=again)
+    assert "batch-size schedule is off" not in capsys.readouterr().out
 
 
-def test_the_note_is_said_whichever_callback_comes_first(tmp_dir, capsys):
+def test_the_note_is_said_whichever_callback_comes_first(tmp_dir, capsys, fresh_notes):
     path = os.path.join(tmp_dir, "balancer_first.yaml")
     with open(path, "w") as f:
         f.write(
@@ -536,9 +548,7 @@ def test_a_typo_in_a_dotted_override_is_blamed_on_the_override():
 
 def test_a_bad_file_is_still_blamed_on_its_line(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(
-        "callbacks:\n  - PhaseLR:\n      phases:\n        - {lr: -1.0}\n"
-    )
+    path.write_text("callbacks:\n  - PhaseLR:\n      phases:\n        - {lr: -1.0}\n")
     with pytest.raises(PresetError, match=r"bad.yaml, line 2: .*phases\[0\]"):
         preset(str(path), **{"PhaseLR.verbose": 1})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_multiphase._messages import say
+from keras_multiphase._messages import say_once
 
 _Callback = keras.callbacks.Callback
 
@@ -57,14 +57,15 @@ class EpochCallback(_Callback):
         """True while every batch-end hook is this class's no-op."""
         return all(getattr(type(self), hook) is _nothing for hook in BATCH_END_HOOKS)
 
-    # Notes from `preset()` (a skipped entry), said once at train begin.
+    # Notes from `preset()` (a skipped entry), said at train begin, once per
+    # process (a notebook that builds the preset for every fit sees it once).
     train_begin_notes: tuple = ()
 
     def on_train_begin(self, logs=None):
         """Says `train_begin_notes` once, when `fit`'s verbose is not 0."""
         if self.train_begin_notes and (self.params or {}).get("verbose"):
             for note in self.train_begin_notes:
-                say(note)
+                say_once(note)
             self.train_begin_notes = ()
 
     on_train_batch_begin = _nothing
