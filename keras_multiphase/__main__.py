@@ -51,7 +51,7 @@ def _table(schedule, epochs: int, steps_per_epoch: int) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m keras_multiphase", description=__doc__.splitlines()[0]
     )
@@ -72,13 +72,40 @@ def main(argv=None) -> int:
         "--base-lr",
         type=float,
         default=1e-3,
-        help="the optimizer's rate (used without PhaseLR)",
+        help="the optimizer's rate; stands for an auto peak (found in training)",
     )
     show.add_argument(
         "--out",
         help="write the plot to this PNG file (needs matplotlib: the [plot] extra)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _preview(args) -> None:
+    """Prints the schedule's table (and writes its plot)."""
+    from keras_multiphase.preview import plot_schedule, preview
+
+    schedule = preview(
+        args.preset, args.epochs, args.steps_per_epoch, base_lr=args.base_lr
+    )
+    print(_table(schedule, args.epochs, args.steps_per_epoch))
+    placeholder = schedule["peak_placeholder"]
+    if placeholder:
+        print(
+            f"note: the peak is auto; the peak shown, {args.base_lr:g} "
+            "(--base-lr), is a placeholder: the range test sets it when "
+            "training starts."
+        )
+    if args.out:
+        title = f"{args.preset}: {args.epochs} epochs x {args.steps_per_epoch} steps"
+        plot_schedule(
+            schedule, args.out, title + (" (placeholder peak)" if placeholder else "")
+        )
+        print(f"plot written to {args.out}")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "presets":
         # Needs no backend: lists the YAML files, imports no Keras.
         from keras_multiphase._preset_files import presets
@@ -89,28 +116,8 @@ def main(argv=None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    from keras_multiphase.preview import plot_schedule, preview
-
     try:
-        schedule = preview(
-            args.preset, args.epochs, args.steps_per_epoch, base_lr=args.base_lr
-        )
-        print(_table(schedule, args.epochs, args.steps_per_epoch))
-        if schedule["peak_placeholder"]:
-            print(
-                f"note: peak_lr is auto; the peak shown, {args.base_lr:g} "
-                "(--base-lr), is a placeholder: the range test sets it when "
-                "training starts."
-            )
-        if args.out:
-            plot_schedule(
-                schedule,
-                args.out,
-                title=f"{args.preset}: {args.epochs} epochs x "
-                f"{args.steps_per_epoch} steps"
-                + (" (placeholder peak)" if schedule["peak_placeholder"] else ""),
-            )
-            print(f"plot written to {args.out}")
+        _preview(args)
         return 0
     except (ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -239,6 +239,32 @@ def _substitute(value, params, where, error):
     return value
 
 
+def _refs(value) -> list[str]:
+    """The `$name` parameters a raw entry refers to, keys included."""
+    if _is_ref(value):
+        return [value[1:]]
+    if isinstance(value, Mapping):
+        return [n for k, v in value.items() for n in [*_refs(k), *_refs(v)]]
+    if isinstance(value, list):
+        return [n for v in value for n in _refs(v)]
+    return []
+
+
+def _naming_params(error, entry, params):
+    """The entry's error factory, its messages ending with the values of
+    the parameters the entry uses: a bad `trunk_ratio` shows up as a bad
+    `layer_rates` value, and the user set `trunk_ratio`."""
+    used = {n: params[n] for n in dict.fromkeys(_refs(entry)) if n in params}
+    if not used:
+        return error
+
+    def make(path, message):
+        shown = ", ".join(f"{n}={v!r}" for n, v in used.items())
+        return error(path, f"{message} (the entry's parameters: {shown})")
+
+    return make
+
+
 def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     """Reads a preset: `(class name, config, key path, error factory)` per
     callback, overrides applied."""
@@ -246,9 +272,10 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     params, entries = _top_level(data, source, error)
     rebuild = overrides.pop("rebuild", None)
     dotted = _override_params(params, overrides, source)
-    out = []
+    out, errors = [], []
     for i, entry in enumerate(entries):
         item = _entry(("callbacks", i), entry, params, error)
+        errors.append(_naming_params(error, entry, params))
         label = item[3]
         if label is not None and label in [other[3] for other in out]:
             raise error((*item[2][:2], "name"), f"repeats the entry name {label!r}.")
@@ -267,9 +294,9 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
             name,
             config,
             path,
-            _override_error(error, touched[i], source, name, originals[i])
+            _override_error(errors[i], touched[i], source, name, originals[i])
             if i in touched
-            else error,
+            else errors[i],
         )
         for i, (name, config, path, _) in enumerate(out)
     ]

@@ -10,10 +10,12 @@ import pathlib
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import keras_multiphase as km
+pytest.importorskip("hypothesis", reason="the [test] extra installs hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import keras_multiphase as km  # noqa: E402
 
 PRESETS = pathlib.Path(km.__file__).parent / "presets"
 HOSTILE = st.sampled_from(
@@ -56,8 +58,25 @@ def test_a_mutated_preset_builds_or_raises_a_preset_error(
     path.write_text(mutated)
     try:
         km.preset(str(path))
-    except ValueError:
-        pass  # PresetError or a constructor's ValueError: the documented errors
+    except km.PresetError as error:  # a constructor's ValueError is wrapped
+        message = str(error)
+        assert message.startswith(str(path)), message
+        line = mutated[: spot.start(2)].count("\n") + 1
+        key = re.findall(r"([\w-]+)\s*$", mutated[: spot.start(1)])
+        # A parse error is found where the parser stopped: that line or the next.
+        lines = (f"line {line}:", f"line {line + 1}: malformed")
+        assert any(at in message for at in lines) or any(
+            name in message for name in _names_for(key, mutated)
+        ), (key, line, message)
+
+
+def _names_for(key, text) -> set:
+    """What an error about the value at `key` may name: the key, and every
+    argument that takes it as `$key` (a preset parameter)."""
+    if not key:
+        return set()
+    users = re.findall(rf"([\w-]+):\s*\${key[0]}\b", text)
+    return {key[0], *users}
 
 
 CONSTRUCTORS = {

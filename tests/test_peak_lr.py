@@ -98,7 +98,6 @@ def test_backup_and_restore_resumes_with_the_peak_it_used(tmp_dir, monkeypatch):
             verbose=0,
             callbacks=[shape(), backup, Interrupt()],
         )
-    used = model.optimizer.variables  # noqa: F841 (state written to backup)
     first_peak = None
     # A new process would test a fresh model again; make that test find
     # another value, to see which one the resumed run uses.

@@ -29,6 +29,22 @@ from keras_multiphase.engine.plan import BASE
 NORMALIZE = ("count", "initial_sum", "none")
 
 
+def _check_strategy(strategy, schedule) -> str:
+    """A known strategy, with the `schedule` the 'schedule' one needs."""
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"Argument `strategy` must be one of {sorted(STRATEGIES)}. "
+            f"Received: strategy={strategy!r}.{_suggest(strategy, STRATEGIES)}"
+        )
+    if strategy == "schedule" and not schedule:
+        raise ValueError(
+            "Argument `schedule` is required with strategy='schedule', e.g. "
+            "{0: {'a': 1.0, 'b': 1.0}, 10: {'a': 0.5, 'b': 2.0}}. "
+            f"Received: schedule={schedule!r}"
+        )
+    return strategy
+
+
 def _check_smoothing(smoothing) -> float:
     smoothing = check_non_negative("smoothing", smoothing)
     if smoothing >= 1:
@@ -173,22 +189,11 @@ class LossWeightBalancer(EpochCallback):
         verbose: int = 0,
     ):
         super().__init__()
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"Argument `strategy` must be one of {sorted(STRATEGIES)}. "
-                f"Received: strategy={strategy!r}.{_suggest(strategy, STRATEGIES)}"
-            )
-        self.strategy = strategy
+        self.strategy = _check_strategy(strategy, schedule)
         self._strategy = STRATEGIES[strategy]()
         self.targets = self._check_mapping("targets", targets, positive=True)
         self.smoothing = _check_smoothing(smoothing)
         self.temperature = check_positive("temperature", temperature)
-        if strategy == "schedule" and not schedule:
-            raise ValueError(
-                "Argument `schedule` is required with strategy='schedule', e.g. "
-                "{0: {'a': 1.0, 'b': 1.0}, 10: {'a': 0.5, 'b': 2.0}}. "
-                f"Received: schedule={schedule!r}"
-            )
         self.schedule = self._check_schedule(schedule)
         self.interpolate = bool(interpolate)
         self.weights = self._check_mapping("weights", weights, positive=False)
