@@ -65,6 +65,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   fine_tune@trunk10  an experiment: the same with the trunk at a tenth of
                      the rate once unfrozen (trunk_ratio=0.1, fastai's
                      discriminative rates)
+  wsd@1e-3           experiments: preset("wsd"), preset("one_cycle") and
+  one_cycle@1e-3     preset("sgdr") at the peak they shipped before
+  sgdr@1e-3          `auto` (1e-3, AdamW(1e-3)); sgdr@peak: sgdr at the
+  sgdr@peak          range test's rate
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
