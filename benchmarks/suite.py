@@ -102,6 +102,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from problems import BATCH, HELD_OUT, PROBLEMS  # noqa: E402
+from problems_arch import ARCHITECTURES  # noqa: E402
+
+HELD_OUT = {**HELD_OUT, **ARCHITECTURES}
 
 import keras_multiphase as km  # noqa: E402
 
