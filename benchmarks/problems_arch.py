@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-
 from problems import Problem, _heads, _split
 
 VOCAB, LENGTH, MOTIFS = 24, 24, 8
@@ -207,7 +206,8 @@ def raw_flat_model(seed):
 
     inputs = keras.Input((8,), name="x")
     spec = {"spend": (1, None), "tier": (3, "softmax"), "churn": (1, "sigmoid")}
-    return keras.Model(inputs, _heads(_trunk(inputs, seed), seed, spec), name="raw_flat")
+    heads = _heads(_trunk(inputs, seed), seed, spec)
+    return keras.Model(inputs, heads, name="raw_flat")
 
 
 ARCHITECTURES = {

@@ -37,13 +37,8 @@ import keras
 import numpy as np
 
 from keras_multiphase import _keras_internals
-from keras_multiphase.output_scaling import (
-    _arrays_per_input,
-    _as_dict,
-    _is_regression,
-    _standardized,
-    output_names,
-)
+from keras_multiphase.input_path import input_features
+from keras_multiphase.output_scaling import _as_dict, _is_regression, output_names
 from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
 
 # A head is small when its target's root mean square (a classifier's: 1) is
@@ -86,8 +81,11 @@ def normalize_heads(
     is shared, so the original model's head starts there too.
 
     With the training inputs `x`, each small head also gets its own path
-    from the inputs: the model's flat floating-point inputs, standardised
-    with `x`'s moments (fixed `keras.layers.Normalization` layers), go
+    from the inputs: each float input standardised per channel with `x`'s
+    moments (fixed `keras.layers.Normalization` layers) and flattened (an
+    image, a signal or a sequence of fixed shape; averaged over its
+    positions past 1,024 values per sample), each token-id input through
+    its own `Embedding` averaged over its positions, go
     through a hidden `Dense` ReLU layer as wide as the head's features and
     a `Dense` layer without bias, zero at the start, whose output is added
     to the head's normalised features. The model computes the same
@@ -119,8 +117,8 @@ def normalize_heads(
             changed, the others being auxiliary.
         x: Optional training inputs (an array, or a list / dict per input of
             the model): gives each small head its own path from the
-            standardised inputs. Needs at least one flat floating-point
-            input and heads that read flat features.
+            standardised inputs. Needs at least one float or token-id
+            input of fixed shape and heads that read flat features.
 
     Returns:
         A new `keras.Model` with the same inputs and output names.
@@ -129,9 +127,9 @@ def normalize_heads(
         ValueError: if `model` is not a functional model with two or more
             outputs, if neither `y` nor `primary` is given, if `primary`
             names an output the model does not have, or if `x` does not
-            give one array per input, or the model has no flat
-            floating-point input, or a small head reads features that are
-            not flat.
+            give one array per input shaped as the input, or the model has
+            no float or token-id input, or an input of unknown length, or a
+            small head reads features that are not flat.
     """
     heads = _heads(model)
     chosen = _primary(model, y, primary)
@@ -147,7 +145,7 @@ def normalize_heads(
     taken = {layer.name for layer in model.layers}
     fresh = {layer for layer in small if f"{layer.name}_input_norm" not in taken}
     inputs = _new_inputs(model)
-    shortcut = _shortcut_source(model, inputs, x) if x is not None and fresh else None
+    shortcut = input_features(model, inputs, x) if x is not None and fresh else None
 
     def call(layer, *args, **kwargs):
         if layer in fresh:
@@ -231,25 +229,6 @@ def _listed_input(model) -> bool:
         return isinstance(model.input, (list, tuple))
     except (AttributeError, ValueError):
         return False
-
-
-def _shortcut_source(model, inputs, x):
-    """The model's flat floating-point inputs, standardised with `x`'s
-    moments and joined: what the small heads' shortcuts read."""
-    tensors = inputs if isinstance(inputs, list) else [inputs]
-    flat = [
-        _standardized(tensor, array, suffix="_shortcut_norm")
-        for tensor, array in zip(tensors, _arrays_per_input(model, x), strict=True)
-        if len(tensor.shape) == 2 and "float" in str(tensor.dtype)
-    ]
-    if not flat:
-        raise ValueError(
-            "Argument `x` gives the small heads a path from the model's "
-            "flat floating-point inputs, and the model has none. Received "
-            "inputs: "
-            f"{[(t.name, tuple(t.shape), str(t.dtype)) for t in model.inputs]}"
-        )
-    return flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
 
 
 def _heads(model) -> dict:

@@ -238,11 +238,16 @@ def test_bad_inputs_for_the_shortcut_are_named():
         km.normalize_heads(_model(), y, x=[x, x])
     with pytest.raises(ValueError, match="arrays of numbers.*'x'.*PyDataset"):
         km.normalize_heads(_model(), y, x=keras.utils.PyDataset())
-    tokens = keras.Input((3,), dtype="int32", name="tokens")
-    h = keras.layers.Flatten()(keras.layers.Embedding(10, 4)(tokens))
+    days = keras.Input((None, 3), name="days")  # sequences of any length
+    h = keras.layers.GRU(4)(days)
     heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}
-    with pytest.raises(ValueError, match="flat floating-point inputs.*tokens"):
-        km.normalize_heads(keras.Model(tokens, heads), y, x=np.ones((4, 3), "int32"))
+    with pytest.raises(ValueError, match=r"fixed shape; input 'days' has shape"):
+        km.normalize_heads(keras.Model(days, heads), y, x=np.ones((96, 5, 3)))
+    grid = keras.Input((3, 4), dtype="int32", name="grid")  # ids, not a sequence
+    h = keras.layers.Flatten()(keras.layers.Embedding(10, 2)(grid))
+    heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label")}
+    with pytest.raises(ValueError, match="float or token-id inputs.*grid"):
+        km.normalize_heads(keras.Model(grid, heads), y, x=np.ones((96, 3, 4), "int32"))
     inputs = keras.Input((3,), name="x")
     h = keras.layers.Reshape((2, 4))(keras.layers.Dense(8)(inputs))
     heads = {n: keras.layers.Dense(1, name=n)(h) for n in ("value", "label", "aux")}
@@ -268,3 +273,55 @@ def test_what_a_new_user_passes_by_mistake_is_named():
         km.normalize_heads(_model(), (y["value"], y["label"]))
     with pytest.warns(UserWarning, match=r"no target for output\(s\) \['label'\]"):
         km.normalize_heads(_model(), {"value": y["value"]})
+
+
+def _blind_model(inputs, features):
+    """A frozen trunk that computes nothing of the inputs (its output is
+    a constant), a dominant `value` head and a small `label` head."""
+    trunk = keras.layers.Dense(8, "relu", kernel_initializer="zeros", name="trunk")
+    trunk.trainable = False
+    h = trunk(features)
+    return keras.Model(
+        inputs,
+        {
+            "value": keras.layers.Dense(1, name="value")(h),
+            "label": keras.layers.Dense(1, "sigmoid", name="label")(h),
+        },
+    )
+
+
+@pytest.mark.parametrize("kind", ["image", "tokens"])
+def test_the_path_reads_images_and_token_ids(kind):
+    """normalize_heads(x=) on a conv-shaped and a token-id input: the path
+    alone lets the small head learn what the blind trunk cannot give it."""
+    rng = np.random.default_rng(0)
+    n = 960
+    if kind == "image":
+        x = rng.uniform(0, 16, (n, 6, 6, 1)).astype("float32")  # raw pixels
+        label = (x[:, :3].mean((1, 2, 3)) > x[:, 3:].mean((1, 2, 3)))
+        inputs = keras.Input((6, 6, 1), name="image")
+        features = keras.layers.GlobalAveragePooling2D()(
+            keras.layers.Conv2D(4, 3)(inputs)
+        )
+    else:
+        x = rng.integers(0, 12, (n, 10)).astype("int32")
+        label = (x == 7).any(1)
+        inputs = keras.Input((10,), dtype="int32", name="tokens")
+        features = keras.layers.GlobalAveragePooling1D()(
+            keras.layers.Embedding(12, 4)(inputs)
+        )
+    y = {
+        "value": (500 + 100 * rng.normal(size=(n, 1))).astype("float32"),
+        "label": label[:, None].astype("float32"),
+    }
+    accuracy, start = {}, {}
+    for path in (False, True):
+        keras.utils.set_random_seed(0)
+        model = km.normalize_heads(
+            _blind_model(inputs, features), y, x=x if path else None
+        )
+        start[path] = model.predict(x[:8], verbose=0)
+        accuracy[path] = _label_accuracy(model, x, y)
+    np.testing.assert_allclose(start[True]["label"], start[False]["label"], rtol=1e-6)
+    assert accuracy[True] > 0.85, accuracy
+    assert accuracy[False] < 0.75, accuracy

@@ -52,8 +52,8 @@ def find_peak(
             **range_test,
         )
         history = _keras_internals.running_fit_history()
-        if history is not None:
-            history.range_test = result
+        if history is not None:  # `fit` returns it: history.range_test
+            _keras_internals.attach(history, "range_test", result)
         if result.conclusive:
             return result.suggestion, result
         why = f"the range test was inconclusive ({result.status}, {result.reason})"
