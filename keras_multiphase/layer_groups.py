@@ -3,7 +3,10 @@
 A key of `LayerRates(rates=...)` is a `keras.Layer` (its trainable
 variables) or a glob pattern, matched against the names of the layers a
 variable belongs to and against their paths: `"trunk"`, `"block_*"` or
-`"trunk/b1"` for the variable `trunk/b1/kernel`. A later key wins over an
+`"trunk/b1"` for the variable `trunk/b1/kernel`; and against the names and
+paths of the model's layers, nested models' included (`"backbone"`,
+`"backbone/block_1"`), since a functional backbone's variable paths do not
+hold its name. A later key wins over an
 earlier one. The key `"auto"` is the model's trunk (`trunk_layers`).
 `layer_decay` (timm's) multiplies the top-level layers that
 have trainable variables by `decay ** k`, k counted from the last one (the
@@ -72,6 +75,22 @@ def trunk_layers(model) -> list:
     return weighted[:-1]
 
 
+def layer_tree(model, prefix: str = "") -> dict:
+    """Every layer of `model` with trainable variables, nested models'
+    layers included, by its path of names (`"backbone"`,
+    `"backbone/block_1"`). A functional model's variable paths leave out
+    the nested models' names, so names are matched here too."""
+    out = {}
+    for layer in model.layers:
+        if not layer.trainable_variables:
+            continue
+        path = f"{prefix}{layer.name}"
+        out[path] = layer
+        if isinstance(layer, keras.Model):
+            out.update(layer_tree(layer, f"{path}/"))
+    return out
+
+
 def _matched(model, key) -> set[int]:
     """Ids of the trainable variables `key` covers."""
     variables = model.trainable_variables
@@ -81,11 +100,18 @@ def _matched(model, key) -> set[int]:
         }
     if isinstance(key, keras.layers.Layer):
         return {id(v) for v in key.trainable_variables}
-    return {
+    by_path = {
         id(v)
         for v in variables
         if any(fnmatch.fnmatchcase(p, key) for p in _prefixes(v.path))
     }
+    by_name = {
+        id(v)
+        for path, layer in layer_tree(model).items()
+        if fnmatch.fnmatchcase(path, key) or fnmatch.fnmatchcase(layer.name, key)
+        for v in layer.trainable_variables
+    }
+    return by_path | by_name
 
 
 def _decay(model, layer_decay: float) -> dict[int, float]:
@@ -107,6 +133,7 @@ def _given(model, rates: dict, ids: list[int], where: str) -> dict[int, float]:
         covered = _matched(model, key) & set(ids)
         if not covered:
             layers = {p for v in model.trainable_variables for p in _prefixes(v.path)}
+            layers |= set(layer_tree(model))
             raise ValueError(
                 f"{where} key {_label(key)} matches no layer with trainable "
                 f"variables of this model. Layers: {sorted(layers)}"

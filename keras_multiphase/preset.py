@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Mapping
 
+import keras
 import yaml
 
 from keras_multiphase._preset_files import presets, shipped
@@ -280,7 +281,7 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
         if label is not None and label in [other[3] for other in out]:
             raise error((*item[2][:2], "name"), f"repeats the entry name {label!r}.")
         out.append(item)
-    originals = [copy.deepcopy(item[1]) for item in out]
+    originals = [_copied(item[1]) for item in out]
     touched = {}  # entry index -> the dotted overrides that changed it
     for key, value in dotted.items():
         entry = _apply_dotted(out, key, value, source)
@@ -302,6 +303,27 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
     ]
 
 
+def _copied(config):
+    """A deep copy of `config` that keeps the objects a preset refers to by
+    identity (a layer given as `trunk=`, `rebuild=`'s function's closure):
+    a copied layer is not the model's, and matches none of its layers."""
+    memo = {}
+
+    def keep(value):
+        if isinstance(value, keras.layers.Layer) or callable(value):
+            memo[id(value)] = value
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                keep(key)
+                keep(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                keep(item)
+
+    keep(config)
+    return copy.deepcopy(config, memo)
+
+
 def _override_error(error, keys, source, name, original):
     """The error factory of an entry that dotted overrides changed: an
     invalid result is blamed on the overrides (not on a line of the YAML
@@ -309,7 +331,7 @@ def _override_error(error, keys, source, name, original):
 
     def make(path, message):
         try:
-            CALLBACKS[name](**copy.deepcopy(original))
+            CALLBACKS[name](**_copied(original))
         except (ValueError, TypeError):
             return error(path, message)  # invalid in the file already
         shown = ", ".join(f"`{key}`" for key in keys)
@@ -558,7 +580,7 @@ def preset(name_or_path: str, **overrides) -> list:
             )
             continue
         try:
-            callbacks.append(CALLBACKS[name](**copy.deepcopy(config)))
+            callbacks.append(CALLBACKS[name](**_copied(config)))
         except (ValueError, TypeError) as exc:
             hint = ""
             numbers = _numeric_strings(config)

@@ -360,3 +360,79 @@ def test_fine_tune_schedule_frozen_then_the_trunk_at_its_ratio(trunk_ratio):
     np.testing.assert_allclose(rate[:10], 1e-2)  # the heads at the peak
     np.testing.assert_allclose(trunk[10:], trunk_ratio * rate[10:], rtol=1e-6)
     assert rate[10:].max() == pytest.approx(1e-2)  # the whole model's peak
+
+
+def _functional_backbone_model():
+    """A functional backbone nested in a model: its variables' paths
+    (`bb1/kernel`) do not hold the name `backbone`."""
+    inner = keras.Input((3,))
+    h = keras.layers.Dense(4, activation="tanh", name="bb1")(inner)
+    backbone = keras.Model(inner, keras.layers.Dense(4, name="bb2")(h), name="backbone")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(backbone(inputs)))
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    assert not any("backbone" in v.path for v in model.trainable_variables)
+    return model, backbone
+
+
+def _moved_after_fit(model, callbacks):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
+    model.fit(x, x.sum(1), batch_size=8, epochs=1, verbose=0, callbacks=callbacks)
+    return {
+        path: not np.array_equal(before[path], np.asarray(v.numpy()))
+        for path, v in ((v.path, v) for v in model.trainable_variables)
+    }
+
+
+@pytest.mark.parametrize("key", ["backbone", "back*", "backbone/bb1", "object"])
+def test_a_functional_backbone_is_selected_by_name_pattern_and_object(key):
+    model, backbone = _functional_backbone_model()
+    key = backbone if key == "object" else key
+    moved = _moved_after_fit(model, [LayerRates({key: 0.0})])
+    frozen = {"bb1/kernel", "bb1/bias"} | (
+        set() if key == "backbone/bb1" else {"bb2/kernel", "bb2/bias"}
+    )
+    assert all(not moved[p] for p in frozen), moved
+    assert all(moved[p] for p in moved if p not in frozen), moved
+
+
+def test_a_bad_key_names_the_nested_layers():
+    model, _ = _functional_backbone_model()
+    with pytest.raises(ValueError, match=r"'bakbone'.*'backbone', 'backbone/bb1'"):
+        _moved_after_fit(model, [LayerRates({"bakbone": 0.0})])
+
+
+class BackboneKernels(keras.callbacks.Callback):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone, self.seen = backbone, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(np.array(self.backbone.get_layer("bb1").kernel.numpy()))
+
+
+@pytest.mark.parametrize("trunk", ["object", "backbone", "back*"])
+def test_the_fine_tune_preset_freezes_a_functional_backbone(trunk):
+    """By object (the preset used to copy it, and the copy matched no layer
+    of the model), by name and by pattern."""
+    import keras_multiphase as km
+
+    model, backbone = _functional_backbone_model()
+    callbacks = km.preset(
+        "fine_tune", peak_lr=1e-2, trunk=backbone if trunk == "object" else trunk
+    )
+    if trunk == "object":
+        phase_lr = next(c for c in callbacks if isinstance(c, PhaseLR))
+        assert next(iter(phase_lr.phases[0]["layer_rates"])) is backbone
+    start = np.array(backbone.get_layer("bb1").kernel.numpy())
+    kernels = BackboneKernels(backbone)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    # 20 epochs of 4 steps: the frozen 5% is the first epoch.
+    model.fit(
+        x, x.sum(1), batch_size=8, epochs=20, verbose=0, callbacks=[*callbacks, kernels]
+    )
+    np.testing.assert_array_equal(kernels.seen[0], start)  # epoch 1: frozen
+    assert not np.array_equal(kernels.seen[-1], start)  # then it trains
