@@ -436,3 +436,79 @@ def test_the_fine_tune_preset_freezes_a_functional_backbone(trunk):
     )
     np.testing.assert_array_equal(kernels.seen[0], start)  # epoch 1: frozen
     assert not np.array_equal(kernels.seen[-1], start)  # then it trains
+
+
+class _Block(keras.layers.Layer):
+    """A subclassed layer holding two Dense layers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.layers.Dense(4, activation="tanh", name="first")
+        self.second = keras.layers.Dense(4, name="second")
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+
+class _HubStyleBackbone(keras.Model):
+    """A keras-hub-style backbone: a functional model's subclass."""
+
+    def __init__(self, **kwargs):
+        inputs = keras.Input((3,), name="features")
+        h = keras.layers.Dense(4, activation="tanh", name="layer_0")(inputs)
+        super().__init__(inputs, keras.layers.Dense(4, name="layer_1")(h), **kwargs)
+
+
+def _backbone(kind):
+    if kind == "sequential":
+        return keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(4, name="s1")], name="trunk_net"
+        )
+    if kind == "functional":
+        inner = keras.Input((3,))
+        out = keras.layers.Dense(4, name="f2")(keras.layers.Dense(4, name="f1")(inner))
+        return keras.Model(inner, out, name="trunk_net")
+    if kind == "hub":
+        return _HubStyleBackbone(name="trunk_net")
+    return _Block(name="trunk_net")
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "hub", "subclassed"])
+@pytest.mark.parametrize("key", ["trunk_net", "trunk_*", "object"])
+def test_every_kind_of_backbone_is_frozen_by_name_pattern_and_object(kind, key):
+    backbone = _backbone(kind)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(backbone(inputs)))
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    key = backbone if key == "object" else key
+    moved = _moved_after_fit(model, [LayerRates({key: 0.0})])
+    mine = {v.path for v in backbone.trainable_variables}
+    assert mine and not any(moved[p] for p in mine), moved
+    assert moved["head/kernel"], moved
+
+
+def test_a_keras_applications_backbone_is_frozen_by_its_name():
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3),
+        include_top=False,
+        weights=None,  # built locally: no download
+        include_preprocessing=False,
+    )
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(pooled))
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    before = [np.array(v.numpy()) for v in backbone.trainable_variables]
+    head = np.array(model.get_layer("head").kernel.numpy())
+    model.fit(
+        x,
+        np.ones((4, 1)),
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[LayerRates({backbone.name: 0.0})],
+    )
+    for was, v in zip(before, backbone.trainable_variables, strict=True):
+        np.testing.assert_array_equal(was, np.asarray(v.numpy()))
+    assert not np.array_equal(head, np.asarray(model.get_layer("head").kernel.numpy()))
