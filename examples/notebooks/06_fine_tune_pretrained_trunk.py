@@ -22,8 +22,9 @@ import keras_multiphase as km
 print("backend:", keras.backend.backend())
 
 # %% [markdown]
-# A backbone pretrained on an upstream task: here a small MLP trained on
-# one set of targets, then reused under a new head for another.
+# A backbone pretrained on an upstream task: here a small functional model
+# (as every `keras.applications` model and most keras-hub backbones are)
+# trained on one set of targets, then reused under a new head for another.
 
 # %%
 keras.utils.set_random_seed(0)
@@ -33,14 +34,10 @@ x = rng.normal(size=(n, 16)).astype("float32")
 upstream = np.tanh(x[:, :8] @ rng.normal(size=(8, 4))).astype("float32")
 target = (upstream[:, :1] * 3 + upstream[:, 1:2] ** 2).astype("float32")
 
-backbone = keras.Sequential(
-    [
-        keras.Input((16,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-    ],
-    name="backbone",
-)
+features = keras.Input((16,))
+h = keras.layers.Dense(64, activation="relu", name="block_1")(features)
+h = keras.layers.Dense(64, activation="relu", name="block_2")(h)
+backbone = keras.Model(features, h, name="backbone")
 pretrain = keras.Sequential([backbone, keras.layers.Dense(4)])
 pretrain.compile(keras.optimizers.Adam(1e-3), "mse")
 pretrain.fit(x, upstream, epochs=2 if SMALL else 8, batch_size=64, verbose=0)
@@ -51,8 +48,9 @@ model.compile(keras.optimizers.AdamW(1e-3), "mse")
 
 # %% [markdown]
 # The one line. `trunk` defaults to `"auto"`: the nested model with weights
-# (here `backbone`); give names or glob patterns to choose others,
-# e.g. `preset("fine_tune", trunk=["block_*"])`.
+# (here `backbone`); give names, glob patterns or the layer itself to choose
+# others, e.g. `preset("fine_tune", trunk="backbone")`, `trunk=["block_*"]`
+# (the backbone's own layers) or `trunk=backbone`.
 
 # %%
 epochs = 10
