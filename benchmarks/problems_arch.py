@@ -128,9 +128,9 @@ def _encoder(seed):
     h = keras.layers.Conv1D(
         32, 3, padding="same", activation="relu", kernel_initializer=init(seed + 3)
     )(h)
-    attended = keras.layers.MultiHeadAttention(
-        4, 8, kernel_initializer=init(seed)
-    )(h, h)
+    attended = keras.layers.MultiHeadAttention(4, 8, kernel_initializer=init(seed))(
+        h, h
+    )
     h = keras.layers.LayerNormalization()(h + attended)
     ffn = keras.layers.Dense(64, "relu", kernel_initializer=init(seed + 1))(h)
     ffn = keras.layers.Dense(32, kernel_initializer=init(seed + 2))(ffn)
@@ -190,7 +190,7 @@ def raw_flat_data(seed):
         z = rng.normal(size=(n, 6))
         spend = 0.015 * income + 4 * (age - 50) + 80 * z[:, 0] + rng.normal(0, 40, n)
         tier = np.digitize(income, [30000, 60000])
-        churn = (z[:, 1] + 0.03 * (age - 50) + 0.5 * rng.normal(size=n) > 0)
+        churn = z[:, 1] + 0.03 * (age - 50) + 0.5 * rng.normal(size=n) > 0
         x = np.concatenate([income[:, None], age[:, None], z], axis=1)
         return x.astype("float32"), {
             "spend": spend[:, None].astype("float32"),
@@ -210,6 +210,12 @@ def raw_flat_model(seed):
     return keras.Model(inputs, heads, name="raw_flat")
 
 
+ENCODER_LOSSES = {
+    "price": "mse",
+    "fragile": "binary_crossentropy",
+    "category": "sparse_categorical_crossentropy",
+}
+ENCODER_METRICS = {"price": ["mae"], "fragile": ["accuracy"], "category": ["accuracy"]}
 ARCHITECTURES = {
     "conv": Problem(
         "conv",
@@ -233,12 +239,8 @@ ARCHITECTURES = {
         "encoder",
         encoder_data,
         encoder_model,
-        {
-            "price": "mse",
-            "fragile": "binary_crossentropy",
-            "category": "sparse_categorical_crossentropy",
-        },
-        {"price": ["mae"], "fragile": ["accuracy"], "category": ["accuracy"]},
+        ENCODER_LOSSES,
+        ENCODER_METRICS,
         "price",
         "pretrained transformer encoder on token ids, fine-tuned whole, 2,000 strings",
     ),
@@ -246,12 +248,8 @@ ARCHITECTURES = {
         "encoder_random",
         encoder_data,
         lambda seed: encoder_model(seed, pretrained=False),
-        {
-            "price": "mse",
-            "fragile": "binary_crossentropy",
-            "category": "sparse_categorical_crossentropy",
-        },
-        {"price": ["mae"], "fragile": ["accuracy"], "category": ["accuracy"]},
+        ENCODER_LOSSES,
+        ENCODER_METRICS,
         "price",
         "the encoder problem with the encoder at its random initialisation",
     ),

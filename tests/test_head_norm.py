@@ -298,7 +298,7 @@ def test_the_path_reads_images_and_token_ids(kind):
     n = 960
     if kind == "image":
         x = rng.uniform(0, 16, (n, 6, 6, 1)).astype("float32")  # raw pixels
-        label = (x[:, :3].mean((1, 2, 3)) > x[:, 3:].mean((1, 2, 3)))
+        label = x[:, :3].mean((1, 2, 3)) > x[:, 3:].mean((1, 2, 3))
         inputs = keras.Input((6, 6, 1), name="image")
         features = keras.layers.GlobalAveragePooling2D()(
             keras.layers.Conv2D(4, 3)(inputs)

@@ -58,7 +58,9 @@ def test_auto_peak_is_found_logged_and_applied_in_the_step():
     assert history["learning_rate"][1] == pytest.approx(peaks[0], rel=1e-6)
 
 
-def test_continuation_reuses_the_peak(monkeypatch):
+@pytest.fixture
+def range_tests(monkeypatch):
+    """The range tests run (one entry each)."""
     calls = []
     original = range_test.find_lr
 
@@ -67,6 +69,11 @@ def test_continuation_reuses_the_peak(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr("keras_multiphase.lr_finder.find_lr", counting)
+    return calls
+
+
+def test_continuation_reuses_the_peak(range_tests):
+    calls = range_tests
     model = quadratic()
     x, y = quadratic_data(32)
     phase_lr = shape()
@@ -268,15 +275,8 @@ def test_one_cycle_auto_peak_is_found_logged_and_applied_in_the_step():
     assert not np.allclose(model.get_weights()[0], away.get_weights()[0])
 
 
-def test_one_cycle_continuation_reuses_the_peak(monkeypatch):
-    calls = []
-    original = range_test.find_lr
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr("keras_multiphase.lr_finder.find_lr", counting)
+def test_one_cycle_continuation_reuses_the_peak(range_tests):
+    calls = range_tests
     callback = km.OneCycle(max_lr="auto")
     model, first = _one_cycle_fit(None, epochs=1, callback=callback)
     _, second = _one_cycle_fit(
