@@ -1,6 +1,8 @@
 """normalize_heads: each small head reads unit-scale features through its
 own BatchNormalization; the dominant head trains exactly as before."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -325,3 +327,43 @@ def test_the_path_reads_images_and_token_ids(kind):
     np.testing.assert_allclose(start[True]["label"], start[False]["label"], rtol=1e-6)
     assert accuracy[True] > 0.85, accuracy
     assert accuracy[False] < 0.75, accuracy
+
+
+def _preset_fit(model, x, y, epochs=6):
+    model.compile(
+        keras.optimizers.AdamW(1e-3),
+        {"value": "mse", "label": "binary_crossentropy"},
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model.fit(
+            x,
+            y,
+            batch_size=48,
+            epochs=epochs,
+            verbose=0,
+            callbacks=km.preset("multiphase"),
+        )
+    return [w for w in seen if issubclass(w.category, km.TrainingDynamicsWarning)]
+
+
+def test_a_hidden_head_is_warned_of_during_fit_with_its_fix():
+    """A small head a frozen, blind trunk starves: the preset says so at an
+    epoch's end, naming normalize_heads(x=); once the head has it and still
+    cannot learn (its label is beyond what the path can see), it names
+    scale_outputs instead."""
+    x, y = _data(n=960)
+    y["label"] = np.random.default_rng(1).integers(0, 2, (960, 1)).astype("float32")
+    found = _preset_fit(_blind_trunk(), x, y)
+    assert len(found) == 1, [str(w.message) for w in found]
+    message = str(found[0].message)
+    assert "output 'label' is not learning" in message
+    assert "'value' dominates the loss" in message
+    assert "normalize_heads(model, y_train, x=x_train)" in message
+    found = _preset_fit(km.normalize_heads(_blind_trunk(), y, x=x), x, y)
+    assert len(found) == 1 and "scale_outputs" in str(found[0].message)
+
+
+def test_a_learning_small_head_is_not_warned_of():
+    x, y = _data(n=960)
+    assert _preset_fit(km.normalize_heads(_model(), y, x=x), x, y) == []

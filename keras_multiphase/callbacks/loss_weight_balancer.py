@@ -24,6 +24,8 @@ from keras_multiphase.balancing.loss_weights import LossWeights
 from keras_multiphase.balancing.strategies import STRATEGIES
 from keras_multiphase.callbacks.epoch_callback import EpochCallback
 from keras_multiphase.callbacks.lr_callback import LRCallback, check_backup_order
+from keras_multiphase.callbacks.monitor import TrainingDynamicsWarning
+from keras_multiphase.diagnosis.hidden_heads import HiddenHeads
 from keras_multiphase.engine.plan import BASE
 
 NORMALIZE = ("count", "initial_sum", "none")
@@ -218,6 +220,7 @@ class LossWeightBalancer(EpochCallback):
         self._pending = False
         self._constant = False  # `fixed` at the compiled weights: no variables
         self._warned = set()
+        self._hidden = None  # this fit's per-output losses (HiddenHeads)
 
     @property
     def _balances(self) -> bool:
@@ -405,6 +408,7 @@ class LossWeightBalancer(EpochCallback):
     # -- Keras hooks ---------------------------------------------------------
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._hidden = None
         check_supported("LossWeightBalancer")
         check_backup_order(self)
         model = self.model
@@ -516,6 +520,7 @@ class LossWeightBalancer(EpochCallback):
     def on_epoch_end(self, epoch, logs=None):
         if not self._balances or logs is None:
             return
+        self._watch_heads(epoch, logs)
         _ = self.model
         if getattr(self, "_state_owner", None) is not self.model.optimizer:
             self._attach_state()  # installed lazily during the first step
@@ -560,6 +565,23 @@ class LossWeightBalancer(EpochCallback):
                 f"{n}={w:.4g}" for n, w in zip(self._names, new, strict=True)
             )
             say(f"\nEpoch {epoch + 1}: loss weights {shown}")
+
+    def _watch_heads(self, epoch, logs) -> None:
+        """Warns, once per head and fit, of a small head not learning beside
+        a dominant one (read from the per-output training losses), with the
+        fix that applies to it."""
+        keys = [f"{name}_loss" for name in self._names]
+        if not all(key in logs for key in keys):
+            return
+        if self._hidden is None:
+            layers = {layer.name for layer in self.model.layers}
+            normalized = {n for n in self._names if f"{n}_input_norm" in layers}
+            self._hidden = HiddenHeads(self._names, normalized)
+        losses = {n: float(np.asarray(logs[f"{n}_loss"])) for n in self._names}
+        for message in self._hidden.update(losses):
+            warnings.warn(
+                f"Epoch {epoch + 1}: {message}", TrainingDynamicsWarning, stacklevel=2
+            )
 
     def _update_history(self, losses):
         v = self._state_vars
