@@ -348,19 +348,24 @@ def _preset_fit(model, x, y, epochs=6):
 
 
 def test_a_hidden_head_is_warned_of_during_fit_with_its_fix():
-    """A small head a frozen, blind trunk starves: the preset says so at an
-    epoch's end, naming normalize_heads(x=); once the head has it and still
-    cannot learn (its label is beyond what the path can see), it names
-    scale_outputs instead."""
+    """A small head a frozen trunk that computes nothing starves (random
+    labels: nothing to learn): the preset says so at an epoch's end, naming
+    normalize_heads(x=); once the head has it and still cannot learn, it
+    names scale_outputs instead."""
     x, y = _data(n=960)
     y["label"] = np.random.default_rng(1).integers(0, 2, (960, 1)).astype("float32")
-    found = _preset_fit(_blind_trunk(), x, y)
+
+    def blind():
+        inputs = keras.Input((3,), name="x")
+        return _blind_model(inputs, inputs)
+
+    found = _preset_fit(blind(), x, y)
     assert len(found) == 1, [str(w.message) for w in found]
     message = str(found[0].message)
     assert "output 'label' is not learning" in message
     assert "'value' dominates the loss" in message
     assert "normalize_heads(model, y_train, x=x_train)" in message
-    found = _preset_fit(km.normalize_heads(_blind_trunk(), y, x=x), x, y)
+    found = _preset_fit(km.normalize_heads(blind(), y, x=x), x, y)
     assert len(found) == 1 and "scale_outputs" in str(found[0].message)
 
 
