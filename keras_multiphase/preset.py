@@ -25,7 +25,6 @@ import os
 import re
 from collections.abc import Mapping
 
-import keras
 import yaml
 
 from keras_multiphase._preset_files import presets, shipped
@@ -304,13 +303,13 @@ def load_preset(name_or_path: str, **overrides) -> list[tuple]:
 
 
 def _copied(config):
-    """A deep copy of `config` that keeps the objects a preset refers to by
-    identity (a layer given as `trunk=`, `rebuild=`'s function's closure):
-    a copied layer is not the model's, and matches none of its layers."""
+    """A deep copy of `config` that keeps what can be called (a layer given
+    as `trunk=`, `rebuild=`'s function) as it is: a copied layer is not the
+    model's, and matches none of its layers."""
     memo = {}
 
     def keep(value):
-        if isinstance(value, keras.layers.Layer) or callable(value):
+        if callable(value):
             memo[id(value)] = value
         elif isinstance(value, Mapping):
             for key, item in value.items():

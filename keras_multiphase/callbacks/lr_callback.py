@@ -15,11 +15,13 @@ from keras_multiphase.engine.table import step_count
 from keras_multiphase.schedules import numpy_ops
 
 
-def check_backup_order(callback) -> None:
+def check_backup_order(callback, callbacks: list | None = None) -> None:
     """Refuses a `BackupAndRestore` listed before `callback`: Keras runs
     callbacks in order, so its backup would be written before this epoch's
-    decisions, and a resumed run would follow another trajectory."""
-    callbacks = _keras_internals.running_fit_callbacks() or []
+    decisions, and a resumed run would follow another trajectory.
+    `callbacks`: the running fit's (found when not given)."""
+    if callbacks is None:
+        callbacks = _keras_internals.running_fit_callbacks() or []
     position = next((i for i, c in enumerate(callbacks) if c is callback), None)
     if position is None:
         return
@@ -52,15 +54,16 @@ _RATE_SETTERS = {
 }
 
 
-def check_rate_setters(callback) -> None:
+def check_rate_setters(callback, callbacks: list) -> None:
     """Refuses Keras's own `ReduceLROnPlateau` and `LearningRateScheduler`
-    in the same fit: they assign a float to the optimizer's rate, which
-    this package holds as a schedule for the fit, and Keras would fail at
-    the first epoch's end with a TypeError that names neither."""
-    for other in _keras_internals.running_fit_callbacks() or []:
-        name = type(other).__name__
-        keras_class = getattr(keras.callbacks, name, None)
-        if name in _RATE_SETTERS and isinstance(other, keras_class):
+    among the running fit's `callbacks`: they assign a float to the
+    optimizer's rate, which this package holds as a schedule for the fit,
+    and Keras would fail at the first epoch's end with a TypeError that
+    names neither."""
+    setters = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+    for other in callbacks:
+        if isinstance(other, setters):
+            name = next(c.__name__ for c in setters if isinstance(other, c))
             raise ValueError(
                 f"`callbacks` holds keras.callbacks.{name} beside "
                 f"{type(callback).__name__}, which sets the learning rate of "
@@ -140,8 +143,9 @@ class LRCallback(EpochCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         check_supported(type(self).__name__)
-        check_backup_order(self)
-        check_rate_setters(self)
+        callbacks = _keras_internals.running_fit_callbacks() or []  # one walk
+        check_backup_order(self, callbacks)
+        check_rate_setters(self, callbacks)
         model = self._ensure_registered()
         self._plan = self._composer.begin_fit(model)
 

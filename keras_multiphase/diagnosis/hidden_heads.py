@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from keras_multiphase.diagnosis import signs as sg
+
 # Epochs of losses before a head is judged.
 MIN_EPOCHS = 3
 # Not learning: its loss never improved on its first epoch's by this share
@@ -60,17 +62,14 @@ class HiddenHeads:
         for name, curve in self.curves.items():
             if name == dominant or name in self.said:
                 continue
-            start, best = curve[0], min(curve)
-            improvement = (start - best) / abs(start) if start else 0.0
-            hidden = last[dominant] >= DOMINANCE * last[name]
-            if improvement < LEARNING_SHARE and hidden:
+            labels = [f"epoch {i + 1}" for i in range(len(curve))]
+            sign = sg.not_learning(curve, labels, LEARNING_SHARE)
+            if sign.found and last[dominant] >= DOMINANCE * last[name]:
                 self.said.add(name)
                 fix = _SCALE if name in self.normalized else _NORMALIZE
                 out.append(
-                    f"output {name!r} is not learning: its loss went from "
-                    f"{start:.4g} to at best {best:.4g} ({improvement:.0%} "
-                    f"better) while {dominant!r} dominates the loss "
-                    f"({last[dominant]:.4g} against {last[name]:.4g}). To fix "
-                    f"it, {fix}."
+                    f"output {name!r} is not learning: {sign.text}, while "
+                    f"{dominant!r} dominates the loss ({last[dominant]:.4g} "
+                    f"against {last[name]:.4g}). To fix it, {fix}."
                 )
         return out
