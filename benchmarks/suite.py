@@ -156,6 +156,9 @@ EXPERIMENTS = (
     "fine_tune+heads+x",
     "multiphase+heads+centred",
     "multiphase+heads+centred_bn",
+    "multiphase+heads+x+centred",
+    "multiphase+heads+x+zdom",
+    "multiphase+heads+x+inputs",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
@@ -242,7 +245,7 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y)
         if run == "multiphase+heads+inputs":
             model = standardised_inputs(model, x)
-        if run == "multiphase+heads+x":
+        if run in ("multiphase+heads+x", "multiphase+heads+x+centred"):
             model = km.normalize_heads(model, y, x=x)
         if run == "multiphase+heads+xlinear":
             model = linear_shortcuts(model, y, x)
@@ -250,7 +253,15 @@ def setup(run, problem, model, x, y, epochs):
             model = input_skips(km.normalize_heads(model, y), problem, x)
         if run == "multiphase+heads+folded":
             model = folded_inputs(km.normalize_heads(model, y), x)
-        if run.startswith("multiphase+heads+centred"):
+        if run == "multiphase+heads+x+zdom":  # the dominant head in z-units
+            model = km.normalize_heads(model, y, x=x)
+            scaled = km.scale_outputs(model, y, outputs=[problem.dominant])
+            model, weights = scaled.model, scaled.loss_weights
+        if run == "multiphase+heads+x+inputs":  # the trunk's inputs standardised
+            mean, sd = _moments(x)
+            model = km.normalize_heads(model, y, x=(x - mean) / sd)
+            model = standardised_inputs(model, x)
+        if run.startswith("multiphase+heads+centred") or run.endswith("+centred"):
             model = centred_dominant(model, problem, y, run.endswith("_bn"))
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
