@@ -159,6 +159,8 @@ EXPERIMENTS = (
     "multiphase+heads+x+centred",
     "multiphase+heads+x+zdom",
     "multiphase+heads+x+inputs",
+    "multiphase+heads+x+inputs+zdom",
+    "multiphase+heads+x+inputs+centred",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
@@ -169,6 +171,9 @@ EXPERIMENTS = (
 )
 # Runs named on the command line (--variant): preset("multiphase", **overrides).
 VARIANTS: dict[str, dict] = {}
+# What users pick instead of a schedule (benchmarks/peers.py): at their
+# defaults, and Schedule-Free AdamW at the range test's peak.
+PEERS = ("sf_adamw", "sf_adamw@peak", "prodigy")
 # The peers of the default's shape, each at the peak its range test finds.
 AT_PEAK = ("constant@peak", "one_cycle@peak", "wsd@peak", "cosine@peak")
 RATE = 2e-4
@@ -178,8 +183,21 @@ def _steps(x):
     return int(np.ceil(len(x) / BATCH))
 
 
+def peer_setup(run, problem, model, x, y):
+    """(model, optimizer, callbacks, loss_weights, peak) of a peer optimizer."""
+    import peers
+
+    if run == "prodigy":
+        return model, peers.Prodigy(), [], None, None
+    peak = range_test_peak(problem, model, x, y) if run.endswith("@peak") else None
+    optimizer = peers.ScheduleFreeAdamW(peak) if peak else peers.ScheduleFreeAdamW()
+    return model, optimizer, [peers.ScheduleFreeEval()], None, peak
+
+
 def setup(run, problem, model, x, y, epochs):
     """(model, optimizer, callbacks, loss_weights, peak) for one run."""
+    if run in PEERS:
+        return peer_setup(run, problem, model, x, y)
     callbacks, weights, peak = [], None, None
     rate = RATE
     if run == "keras-cosine":
@@ -253,15 +271,11 @@ def setup(run, problem, model, x, y, epochs):
             model = input_skips(km.normalize_heads(model, y), problem, x)
         if run == "multiphase+heads+folded":
             model = folded_inputs(km.normalize_heads(model, y), x)
-        if run == "multiphase+heads+x+zdom":  # the dominant head in z-units
-            model = km.normalize_heads(model, y, x=x)
-            scaled = km.scale_outputs(model, y, outputs=[problem.dominant])
-            model, weights = scaled.model, scaled.loss_weights
-        if run == "multiphase+heads+x+inputs":  # the trunk's inputs standardised
-            mean, sd = _moments(x)
-            model = km.normalize_heads(model, y, x=(x - mean) / sd)
-            model = standardised_inputs(model, x)
-        if run.startswith("multiphase+heads+centred") or run.endswith("+centred"):
+        if run.startswith("multiphase+heads+x+"):
+            model, weights = scaled_variant(run, problem, model, x, y)
+        if run.startswith("multiphase+heads+centred") or run in (
+            "multiphase+heads+x+centred",
+        ):
             model = centred_dominant(model, problem, y, run.endswith("_bn"))
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)
@@ -282,9 +296,27 @@ def setup(run, problem, model, x, y, epochs):
 
 
 def _moments(x):
-    """Per-feature mean and sd; a constant feature's sd is 1."""
-    mean, sd = x.mean(0), x.std(0)
+    """Per-feature (per-channel: the last axis) mean and sd; a constant
+    feature's sd is 1."""
+    axes = tuple(range(x.ndim - 1))
+    mean, sd = x.mean(axes), x.std(axes)
     return mean, np.where(sd > 1e-6 * max(sd.max(), 1e-12), sd, 1.0)
+
+
+def scaled_variant(run, problem, model, x, y):
+    """(model, loss weights) for the experiments on normalize_heads(x=):
+    `+inputs` the trunk's float inputs standardised (per channel), `+zdom`
+    the dominant head in z-units (scale_outputs on it alone)."""
+    inputs = "+inputs" in run and np.issubdtype(x.dtype, np.floating)
+    mean, sd = _moments(x) if inputs else (0.0, 1.0)
+    model = km.normalize_heads(model, y, x=(x - mean) / sd if inputs else x)
+    weights = None
+    if run.endswith("+zdom"):
+        scaled = km.scale_outputs(model, y, outputs=[problem.dominant])
+        model, weights = scaled.model, scaled.loss_weights
+    if run.endswith("+centred"):  # the same units, the loss in original ones
+        model = centred_dominant(model, problem, y, False)
+    return (standardised_inputs(model, x) if inputs else model), weights
 
 
 def standardised_inputs(model, x):
@@ -752,7 +784,7 @@ def main():
         choices=list(PROBLEMS) + list(HELD_OUT),
     )
     parser.add_argument(
-        "--runs", nargs="+", default=list(RUNS), choices=RUNS + EXPERIMENTS
+        "--runs", nargs="+", default=list(RUNS), choices=RUNS + PEERS + EXPERIMENTS
     )
     parser.add_argument(
         "--variant",

@@ -1,8 +1,14 @@
-"""Runs ruff, the whole suite on each Keras backend, then on the oldest
-supported Keras (JAX), streaming each run's output as it goes and ending
-with one table.
+"""Runs ruff, the whole suite on each Keras backend and on the oldest
+supported Keras (JAX), and the wheel check, two runs at a time, ending with
+one table.
 
-Usage: python tests/all_backends.py [--no-oldest] [--no-wheel] [pytest args...]
+Usage: python tests/all_backends.py [--no-oldest] [--no-wheel] [--jobs N]
+    [pytest args...]
+
+With `--jobs 1` each run's output streams as it goes. With more (default
+2: the runs are separate processes, mostly one busy thread each), each run
+writes `build/ci-logs/<run>.log`, and a run's summary is printed when it
+ends, its whole log too when it fails.
 
 The oldest-Keras run uses a virtual environment, `.venv-oldest/`, created
 on first use from `tests/requirements-oldest.txt` and this package, and
@@ -19,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,13 +75,22 @@ def counts(summary: str) -> dict:
     return out
 
 
-def run(label, python, backend, argv, extra_env=None):
-    """Streams one pytest run; returns its row of the final table."""
-    print(f"\n== {label}", flush=True)
-    env = dict(os.environ, KERAS_BACKEND=backend, **(extra_env or {}))
+LOGS = os.path.join(ROOT, "build", "ci-logs")
+
+
+def stream(label, command, env=None, to_log=False):
+    """Runs `command`; its output goes to stdout as it comes, or with
+    `to_log` to `build/ci-logs/<label>.log`, printed when the run fails.
+    Returns (exit code, seconds, last non-empty line)."""
     start = time.monotonic()
+    path = os.path.join(LOGS, re.sub(r"[^\w.=-]+", "_", label) + ".log")
+    if to_log:
+        os.makedirs(LOGS, exist_ok=True)
+        print(f"== {label} (log: {os.path.relpath(path, ROOT)})", flush=True)
+    else:
+        print(f"\n== {label}", flush=True)
     proc = subprocess.Popen(
-        [python, "-m", "pytest", *argv],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -83,26 +99,34 @@ def run(label, python, backend, argv, extra_env=None):
         bufsize=1,
     )
     last = ""
-    for line in proc.stdout:
-        print(line, end="", flush=True)
-        if line.strip():
-            last = line.strip()
+    with open(path if to_log else os.devnull, "w") as log:
+        for line in proc.stdout:
+            (log if to_log else sys.stdout).write(line)
+            if line.strip():
+                last = line.strip()
     code = proc.wait()
     seconds = time.monotonic() - start
-    row = {"run": label, "exit": code, "seconds": seconds, **counts(last)}
-    print(f"-- {label}: exit {code} in {seconds:.0f}s", flush=True)
-    return row
+    if to_log and code != 0:
+        with open(path) as log:
+            print(f"\n== {label} failed; its log:\n{log.read()}", flush=True)
+    print(f"-- {label}: exit {code} in {seconds:.0f}s  {last}", flush=True)
+    return code, seconds, last
 
 
-def wheel_row() -> dict:
+def run(label, python, backend, argv, to_log=False):
+    """One pytest run; returns its row of the final table."""
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    code, seconds, last = stream(label, [python, "-m", "pytest", *argv], env, to_log)
+    return {"run": label, "exit": code, "seconds": seconds, **counts(last)}
+
+
+def wheel_row(to_log=False) -> dict:
     """Runs `wheel_check.py`; its row of the final table."""
-    print("\n== wheel", flush=True)
-    start = time.monotonic()
-    code = subprocess.call(
-        [sys.executable, os.path.join(ROOT, "tests", "wheel_check.py")]
+    code, seconds, _ = stream(
+        "wheel",
+        [sys.executable, os.path.join(ROOT, "tests", "wheel_check.py")],
+        to_log=to_log,
     )
-    seconds = time.monotonic() - start
-    print(f"-- wheel: exit {code} in {seconds:.0f}s", flush=True)
     passed, failed = (1, 0) if code == 0 else (0, 1)
     return {
         "run": "wheel + notebooks (jax)",
@@ -115,30 +139,41 @@ def wheel_row() -> dict:
     }
 
 
+def _jobs(argv) -> tuple[int, list]:
+    """(--jobs N, the other arguments)."""
+    if "--jobs" not in argv:
+        return 2, argv
+    i = argv.index("--jobs")
+    return max(1, int(argv[i + 1])), argv[:i] + argv[i + 2 :]
+
+
+def tasks(argv, oldest, wheel, to_log) -> list:
+    """The runs, longest first (so that two at a time end together)."""
+
+    def backend(name):
+        return lambda: run(f"KERAS_BACKEND={name}", sys.executable, name, argv, to_log)
+
+    def oldest_run():
+        deselect = [f"--deselect={t}" for t in OLDEST_DESELECT]
+        args = [*argv, *deselect]
+        return run(oldest_label(), oldest_python(), "jax", args, to_log)
+
+    todo = [backend("tensorflow"), *([oldest_run] if oldest else [])]
+    todo += [backend("jax"), backend("torch")]
+    return todo + ([lambda: wheel_row(to_log)] if wheel else [])
+
+
 def main(argv):
     oldest = "--no-oldest" not in argv
     wheel = "--no-wheel" not in argv
-    argv = [a for a in argv if a not in ("--no-oldest", "--no-wheel")]
+    jobs, argv = _jobs([a for a in argv if a not in ("--no-oldest", "--no-wheel")])
     problems = []
     print("== ruff check", flush=True)
     if subprocess.call([sys.executable, "-m", "ruff", "check", ROOT]) != 0:
         problems.append("ruff")
-    rows = [
-        run(f"KERAS_BACKEND={backend}", sys.executable, backend, argv)
-        for backend in BACKENDS
-    ]
-    if oldest:
-        deselect = [f"--deselect={t}" for t in OLDEST_DESELECT]
-        rows.append(
-            run(
-                oldest_label(),
-                oldest_python(),
-                "jax",
-                [*argv, *deselect],
-            )
-        )
-    if wheel:
-        rows.append(wheel_row())
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(t) for t in tasks(argv, oldest, wheel, jobs > 1)]
+        rows = [f.result() for f in futures]
     for row in rows:
         if row["exit"] == 5 or row["passed"] == 0:
             problems.append(f"{row['run']}: no test ran")

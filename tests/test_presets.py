@@ -1,6 +1,7 @@
 """Presets: the recipe in History, preview == training, YAML, CLI, wheel."""
 
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -275,6 +276,17 @@ def test_wheel_contains_the_presets(tmp_dir):
     why = _can_build_a_wheel_here()
     if why:
         pytest.skip(f"cannot build a wheel without isolation: {why}")
+    # From a copy of the sources: setuptools writes `build/` and the
+    # egg-info next to them, and another run (tests/all_backends.py runs
+    # two at a time) may be building there too.
+    source = os.path.join(tmp_dir, "src")
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "dist", "*.egg-info", "benchmarks", "examples", "tests"
+        ),
+    )
     built = subprocess.run(
         [
             sys.executable,
@@ -285,7 +297,7 @@ def test_wheel_contains_the_presets(tmp_dir):
             "--no-build-isolation",
             "-w",
             tmp_dir,
-            ROOT,
+            source,
         ],
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ Usage: python tests/wheel_check.py (exit 0 when every check passed).
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,17 @@ def version() -> str:
 
 
 def build(dist: str) -> str:
-    """Builds and checks the sdist and wheel; returns the wheel's path."""
-    sh(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", dist, ROOT)
+    """Builds and checks the sdist and wheel; returns the wheel's path.
+    Builds from a copy of the sources: setuptools writes `build/` and the
+    egg-info beside them, where the test runs next to this one import from."""
+    source = os.path.join(dist, "src")
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info"),
+    )
+    sh(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", dist, source)
+    shutil.rmtree(source)
     files = sorted(glob.glob(os.path.join(dist, "*")))
     sh(sys.executable, "-m", "twine", "check", "--strict", *files)
     wheel = next(f for f in files if f.endswith(".whl"))

@@ -397,10 +397,6 @@ class LossWeightBalancer(EpochCallback):
             state_store(owner).release(self)
 
     @property
-    def component_names(self) -> list[str]:
-        return list(self._names)
-
-    @property
     def target_vector(self) -> np.ndarray:
         targets = self.targets or {}
         return np.asarray([targets.get(n, 1.0) for n in self._names], "float64")

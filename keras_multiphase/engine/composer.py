@@ -623,12 +623,6 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return float(config["learning_rate"])
 
 
-def composer_of(optimizer) -> ComposedLearningRate | None:
-    """The optimizer's engine while a fit with this package's rate callbacks
-    runs (None otherwise)."""
-    return _ENGINES.get(unwrap_optimizer(optimizer))
-
-
 def engine_for(optimizer) -> ComposedLearningRate:
     """Returns the optimizer's engine, creating it if needed. Nothing goes on
     the optimizer until the first epoch starts (`begin_epoch`)."""

@@ -14,16 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def ema(losses: np.ndarray, beta: float) -> np.ndarray:
-    """Bias-corrected exponential moving average (fastai, Lightning)."""
-    out = np.empty(len(losses), dtype="float64")
-    avg = 0.0
-    for i, value in enumerate(losses):
-        avg = beta * avg + (1 - beta) * value
-        out[i] = avg / (1 - beta ** (i + 1))
-    return out
-
-
 def smooth(losses: np.ndarray, window: int = 9) -> np.ndarray:
     """Lag-free smoothing of a loss curve, in log space.
 
