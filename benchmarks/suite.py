@@ -69,6 +69,18 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   one_cycle@1e-3     preset("sgdr") at the peak they shipped before
   sgdr@1e-3          `auto` (1e-3, AdamW(1e-3)); sgdr@peak: sgdr at the
   sgdr@peak          range test's rate
+  sf_adamw           what users pick instead of a schedule (peers.py):
+  sf_adamw@peak      Schedule-Free AdamW at its defaults (lr 0.0025) and
+  prodigy            at the range test's rate, validated at its averaged
+                     point x; Prodigy at its defaults (lr 1.0)
+  multiphase+heads+x+inputs  experiments on the units (issue 35): the
+  multiphase+heads+x+zdom    trunk's float inputs standardised per channel
+  multiphase+heads+x+inputs+zdom  (a fixed Normalization before the
+  multiphase+heads+x+inputs+centred  model); the dominant head in z-units
+                     (scale_outputs on it alone: its output times sd plus
+                     mean, its loss weight 1 / sd ** 2); centred: the same
+                     output, the loss left in original units; each with
+                     normalize_heads(x=) for the small heads
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
