@@ -116,7 +116,9 @@ def stream(label, command, env=None, to_log=False):
 def run(label, python, backend, argv, to_log=False):
     """One pytest run; returns its row of the final table."""
     env = dict(os.environ, KERAS_BACKEND=backend)
-    code, seconds, last = stream(label, [python, "-m", "pytest", *argv], env, to_log)
+    # --durations: each log ends with its slowest tests, where time goes.
+    command = [python, "-m", "pytest", "--durations=15", *argv]
+    code, seconds, last = stream(label, command, env, to_log)
     return {"run": label, "exit": code, "seconds": seconds, **counts(last)}
 
 
