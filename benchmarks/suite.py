@@ -81,6 +81,9 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      mean, its loss weight 1 / sd ** 2); centred: the same
                      output, the loss left in original units; each with
                      normalize_heads(x=) for the small heads
+  multiphase+units   normalize_heads(model, y, x=x, units="standard"): the
+                     package's form of +inputs+centred (every primary
+                     regression head centred)
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
@@ -173,6 +176,7 @@ EXPERIMENTS = (
     "multiphase+heads+x+inputs",
     "multiphase+heads+x+inputs+zdom",
     "multiphase+heads+x+inputs+centred",
+    "multiphase+units",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
@@ -283,6 +287,8 @@ def setup(run, problem, model, x, y, epochs):
             model = input_skips(km.normalize_heads(model, y), problem, x)
         if run == "multiphase+heads+folded":
             model = folded_inputs(km.normalize_heads(model, y), x)
+        if run == "multiphase+units":  # the package's units="standard"
+            model = km.normalize_heads(model, y, x=x, units="standard")
         if run.startswith("multiphase+heads+x+"):
             model, weights = scaled_variant(run, problem, model, x, y)
         if run.startswith("multiphase+heads+centred") or run in (
