@@ -127,6 +127,10 @@ def compiled(kind: str, spec: dict, y, x=None):
         model = km.normalize_heads(model, primary="head_0")
     if kind == "normalize_heads(model, x=x)":  # ... and a shortcut from x
         model = km.normalize_heads(model, primary="head_0", x=x)
+    if kind == "normalize_heads(model, x=x, units=standard)":  # ... and units
+        model = km.normalize_heads(
+            model, targets, primary="head_0", x=x, units="standard"
+        )
     model.compile(optimizer=optimizer(kind, spec["steps"]), loss=loss)
     if kind == "one more optimizer variable":
         # One more variable in the training state, read by nothing.

@@ -77,6 +77,7 @@ CONFIGS = (
     "stable_heads(model)",
     "normalize_heads(model)",
     "normalize_heads(model, x=x)",
+    "normalize_heads(model, x=x, units=standard)",
 )
 ONE_THREAD = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
