@@ -117,6 +117,11 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         """`x` for a model variable: what the package's `eval()` puts there."""
         return self._x[self._get_variable_index(variable)]
 
+    def interpolated(self, variable):
+        """`y = beta_1 * x + (1 - beta_1) * z`: what `train()` puts there."""
+        i = self._get_variable_index(variable)
+        return self.beta_1 * self._x[i] + (1.0 - self.beta_1) * self._z[i]
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -139,30 +144,36 @@ class ScheduleFreeEval(keras.callbacks.Callback):
     later `fit` starts again from `y` (its `optimizer.train()`).
     """
 
-    def _pairs(self):
+    def __init__(self):
+        super().__init__()
+        self._training, self._y = False, []
+
+    def _variables(self):
+        """(the optimizer, the model's trainable variables), or (None, [])
+        for another optimizer or one not built yet."""
         optimizer = self.model.optimizer
         if not isinstance(optimizer, ScheduleFreeAdamW) or not optimizer.built:
-            return []
-        return [(v, optimizer) for v in self.model.trainable_variables]
+            return None, []
+        return optimizer, self.model.trainable_variables
 
     def _to_x(self):
-        self._y = [(v, keras.ops.copy(v.value)) for v, _ in self._pairs()]
-        for v, optimizer in self._pairs():
+        optimizer, variables = self._variables()
+        self._y = [(v, ops.copy(v.value)) for v in variables]
+        for v in variables:
             v.assign(ops.copy(optimizer.averaged(v)))
 
     def on_train_begin(self, logs=None):
         self._training = True
-        for v, optimizer in self._pairs():  # y from x and z, as train() does
-            i = optimizer._get_variable_index(v)
-            beta = optimizer.beta_1
-            v.assign(beta * optimizer._x[i] + (1.0 - beta) * optimizer._z[i])
+        optimizer, variables = self._variables()
+        for v in variables:  # y from x and z, as the package's train() does
+            v.assign(optimizer.interpolated(v))
 
     def on_test_begin(self, logs=None):
-        if getattr(self, "_training", False):
+        if self._training:
             self._to_x()
 
     def on_test_end(self, logs=None):
-        if getattr(self, "_training", False):
+        if self._training:
             for v, value in self._y:
                 v.assign(value)
 
