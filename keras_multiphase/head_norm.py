@@ -38,7 +38,12 @@ import numpy as np
 
 from keras_multiphase import _keras_internals
 from keras_multiphase.input_path import input_features
-from keras_multiphase.output_scaling import _as_dict, _is_regression, output_names
+from keras_multiphase.output_scaling import (
+    _arrays_per_input,
+    _as_dict,
+    _is_regression,
+    output_names,
+)
 from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
 from keras_multiphase.units import (
     centred_heads,
@@ -157,11 +162,10 @@ def normalize_heads(
     heads = _heads(model)
     chosen = _primary(model, y, primary)
     if units == "standard":
-        inner = normalize_heads(
-            model, y, sorted(chosen), x=standardized_arrays(model, x)
-        )
+        arrays = _arrays_per_input(model, x)  # checked once
+        inner = normalize_heads(model, y, sorted(chosen), standardized_arrays(arrays))
         centred = centred_heads(model, y, chosen)
-        return with_units(model, inner, y, centred, x, _listed_input(model))
+        return with_units(model, inner, y, centred, arrays, _listed_input(model))
     small = {layer for name, layer in heads.items() if name not in chosen}
     if not small:
         warnings.warn(

@@ -23,7 +23,6 @@ import keras
 import numpy as np
 
 from keras_multiphase.output_scaling import (
-    _arrays_per_input,
     _as_dict,
     _check_names,
     _is_regression,
@@ -59,12 +58,11 @@ def _is_float(array: np.ndarray) -> bool:
     return np.issubdtype(array.dtype, np.floating)
 
 
-def standardized_arrays(model, x) -> list[np.ndarray]:
-    """`x`'s arrays in the model's input order, the float ones
-    standardised per channel as the returned model's `Normalization`
-    layers will (token ids as they are)."""
+def standardized_arrays(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """`arrays`, the float ones standardised per channel as the returned
+    model's `Normalization` layers will (token ids as they are)."""
     out = []
-    for array in _arrays_per_input(model, x):
+    for array in arrays:
         if _is_float(array):
             mean, variance = _moments(np.asarray(array, "float64"))
             array = ((array - mean) / np.sqrt(variance)).astype(array.dtype)
@@ -82,7 +80,7 @@ def centred_heads(model, y, primary: set) -> list[str]:
     ]
 
 
-def with_units(original, inner, y, centred: list[str], x, listed: bool):
+def with_units(original, inner, y, centred: list[str], arrays, listed: bool):
     """`inner` (the normalised model) between standardised float inputs
     and centred `centred` outputs, with `original`'s inputs and output
     names (`listed`: the model takes a list even of one input)."""
@@ -93,7 +91,6 @@ def with_units(original, inner, y, centred: list[str], x, listed: bool):
         keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
         for t in original.inputs
     ]
-    arrays = _arrays_per_input(original, x)
     fed = [
         _standardized(t, a) if _is_float(a) else t
         for t, a in zip(tensors, arrays, strict=True)
