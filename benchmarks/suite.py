@@ -76,7 +76,8 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   multiphase+heads+x+inputs  experiments on the units (issue 35): the
   multiphase+heads+x+zdom    trunk's float inputs standardised per channel
   multiphase+heads+x+inputs+zdom  (a fixed Normalization before the
-  multiphase+heads+x+inputs+centred  model); the dominant head in z-units
+  multiphase+heads+x+centred         model); the dominant head in z-units
+  multiphase+heads+x+inputs+centred
                      (scale_outputs on it alone: its output times sd plus
                      mean, its loss weight 1 / sd ** 2); centred: the same
                      output, the loss left in original units; each with
@@ -279,7 +280,7 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y)
         if run == "multiphase+heads+inputs":
             model = standardised_inputs(model, x)
-        if run in ("multiphase+heads+x", "multiphase+heads+x+centred"):
+        if run == "multiphase+heads+x":
             model = km.normalize_heads(model, y, x=x)
         if run == "multiphase+heads+xlinear":
             model = linear_shortcuts(model, y, x)
@@ -291,9 +292,7 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y, x=x, units="standard")
         if run.startswith("multiphase+heads+x+"):
             model, weights = scaled_variant(run, problem, model, x, y)
-        if run.startswith("multiphase+heads+centred") or run in (
-            "multiphase+heads+x+centred",
-        ):
+        if run.startswith("multiphase+heads+centred"):
             model = centred_dominant(model, problem, y, run.endswith("_bn"))
         if run == "multiphase+scaling":
             scaled = km.scale_outputs(model, y, x=x)

@@ -26,6 +26,12 @@ Layered Extraction"), while the trunk stays the dominant head's. A small
 regression head also starts with its bias at its target's mean ("init
 well", Karpathy 2019, "A Recipe for Training Neural Networks") where it
 would otherwise spend its first steps getting there.
+
+With `x` and `y` the units change too (`units="auto"`, units.py): the float
+inputs standardised and each primary regression head centred, so that a
+dominant target in the thousands is reachable from a conv net's, an LSTM's
+or an encoder's bounded features; unless a float input feeds a nested
+backbone, whose pretrained weights expect the units they were trained in.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_lay
 from keras_multiphase.units import (
     centred_heads,
     check_units,
+    has_units,
+    is_float,
+    resolved_units,
     standardized_arrays,
     with_units,
 )
@@ -67,7 +76,7 @@ def normalize_heads(
     y=None,
     primary: str | Sequence[str] | None = None,
     x=None,
-    units: str = "raw",
+    units: str = "auto",
 ) -> keras.Model:
     """A `BatchNormalization` before each small head, so it learns beside
     a dominant one.
@@ -107,16 +116,19 @@ def normalize_heads(
     Example:
 
     >>> import numpy as np
-    >>> inputs = keras.Input((4,))
+    >>> inputs = keras.Input((4,), name="features")
     >>> h = keras.layers.Dense(8, "relu")(inputs)
     >>> model = keras.Model(inputs, {
     ...     "price": keras.layers.Dense(1, name="price")(h),
-    ...     "sold": keras.layers.Dense(1, "sigmoid", name="sold")(h)})
+    ...     "sold": keras.layers.Dense(1, "sigmoid", name="sold")(h)}, name="shop")
     >>> x = np.random.uniform(0, 50, (64, 4))
     >>> y = {"price": np.random.uniform(400, 1000, (64, 1)),
     ...      "sold": np.random.randint(0, 2, (64, 1)).astype("float32")}
     >>> model = normalize_heads(model, y, x=x)
-    >>> sorted(layer.name for layer in model.layers if "sold_" in layer.name)[:3]
+    >>> [layer.name for layer in model.layers]
+    ['features', 'features_norm', 'shop', 'price', 'sold']
+    >>> inner = model.get_layer("shop")  # the normalised model
+    >>> sorted(layer.name for layer in inner.layers if "sold_" in layer.name)[:3]
     ['sold_input_norm', 'sold_input_shortcut', 'sold_input_sum']
 
     Args:
@@ -131,19 +143,25 @@ def normalize_heads(
             the model): gives each small head its own path from the
             standardised inputs. Needs at least one float or token-id
             input of fixed shape and heads that read flat features.
-        units: `"raw"` (default: the inputs and the primary heads as they
-            are) or `"standard"` (needs `x` and `y`): the trunk's float
-            inputs standardised per channel with `x`'s moments (a fixed
-            `Normalization` before the model; token ids pass as they are)
-            and each primary regression head centred (a fixed
-            `Rescaling(scale=sd, offset=mean)` with its target's moments,
-            named after the output), the loss left in original units. On
-            a conv net, an LSTM, a transformer on token ids and an MLP on
-            badly scaled inputs this took the dominant head's error down
-            3x to 13x; on a trunk pretrained on the raw inputs it cost 3x
-            to 4x: keep `"raw"` there (benchmarks/README.md, "Which
-            units"). The returned model then holds the normalised model
-            as one layer.
+        units: `"auto"` (default), `"raw"` or `"standard"`. `"standard"`
+            (needs `x` and `y`): the trunk's float inputs standardised per
+            channel with `x`'s moments (a fixed `Normalization` before the
+            model; token ids pass as they are) and each primary regression
+            head centred (a fixed `Rescaling(scale=sd, offset=mean)` with
+            its target's moments, named after the output), the loss left
+            in original units; the returned model then holds the
+            normalised model as one layer. `"raw"`: the inputs and the
+            primary heads as they are. `"auto"` is `"standard"` when `x`
+            and `y` are given, unless a float input reaches a nested
+            model (a backbone: `keras.applications`, keras-hub, your own)
+            through layers without trainable weights only: a backbone
+            keeps the units its own training fixed, so that model gets
+            `"raw"`. On a conv net, an LSTM, a transformer on token ids and
+            an MLP on badly scaled inputs `"standard"` took the dominant
+            head's error down 3x to 13x; on a trunk pretrained on the raw
+            inputs it cost 3x to 4x (benchmarks/README.md, "Which
+            units"). Pass `"raw"` for a pretrained trunk that is not a
+            nested model (`keras.Model(base.input, ...)`).
 
     Returns:
         A new `keras.Model` with the same inputs and output names.
@@ -155,17 +173,22 @@ def normalize_heads(
             give one array per input shaped as the input, or the model has
             no float or token-id input, or an input of unknown length, or a
             small head reads features that are not flat, or `units` is
-            not `"raw"` or `"standard"`, or is `"standard"` without `x`
-            and `y`.
+            not `"auto"`, `"raw"` or `"standard"`, or is `"standard"`
+            without `x` and `y`.
     """
     check_units(units, x, y)
+    if has_units(model):
+        return model  # a second call: its inputs and heads are set already
     heads = _heads(model)
     chosen = _primary(model, y, primary)
-    if units == "standard":
+    if resolved_units(units, model, x, y, _listed_input(model)) == "standard":
         arrays = _arrays_per_input(model, x)  # checked once
-        inner = normalize_heads(model, y, sorted(chosen), standardized_arrays(arrays))
         centred = centred_heads(model, y, chosen)
-        return with_units(model, inner, y, centred, arrays, _listed_input(model))
+        if units == "standard" or centred or any(map(is_float, arrays)):
+            inner = normalize_heads(
+                model, y, sorted(chosen), standardized_arrays(arrays), units="raw"
+            )
+            return with_units(model, inner, y, centred, arrays, _listed_input(model))
     small = {layer for name, layer in heads.items() if name not in chosen}
     if not small:
         warnings.warn(

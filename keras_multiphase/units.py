@@ -33,7 +33,7 @@ from keras_multiphase.output_scaling import (
     output_names,
 )
 
-UNITS = ("raw", "standard")
+UNITS = ("auto", "raw", "standard")
 
 
 def check_units(units, x, y) -> str:
@@ -54,7 +54,74 @@ def check_units(units, x, y) -> str:
     return units
 
 
-def _is_float(array: np.ndarray) -> bool:
+def resolved_units(units: str, model, x, y, listed: bool) -> str:
+    """"raw" or "standard": `"auto"` is "standard" when `x` and `y` are
+    given, no float input feeds a nested model directly (a backbone whose
+    input units its own training fixed) and the model holds no units of
+    its own yet; else "raw"."""
+    if units != "auto":
+        return units
+    if x is None or y is None or has_units(model):
+        return "raw"
+    if backbone_inputs(model, listed):
+        return "raw"
+    return "standard"
+
+
+def has_units(model) -> bool:
+    """Whether `model` is one `with_units` built: inputs, `Normalization`
+    layers, one nested model, `Rescaling` and `Identity` layers."""
+    kinds = (
+        keras.layers.InputLayer,
+        keras.layers.Normalization,
+        keras.layers.Rescaling,
+        keras.layers.Identity,
+        keras.Model,
+    )
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return (
+        model.name.endswith("_units")
+        and len(nested) == 1
+        and all(isinstance(layer, kinds) for layer in model.layers)
+    )
+
+
+def backbone_inputs(model, listed: bool = False) -> list[str]:
+    """The names of the model's float inputs that a nested model (a
+    backbone: `keras.applications`, keras-hub, a `Sequential` or
+    functional model of the user's) reads as they are, or through layers
+    without trainable weights only (`Rescaling`, `Resizing`, augmentation:
+    the backbone's own preprocessing). `listed`: the model takes a list
+    even of one input."""
+    inputs = [
+        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name)
+        for t in model.inputs
+    ]
+    # Each tensor that is a float input, or made from some by layers
+    # without trainable weights -> the names of those inputs.
+    raw = {id(t): {t.name} for t in inputs if "float" in str(t.dtype)}
+    fed = set()
+
+    def call(layer, *args, **kwargs):
+        leaves = keras.tree.flatten((args, kwargs))
+        reached = set().union(*(raw.get(id(a), set()) for a in leaves))
+        outputs = layer(*args, **kwargs)
+        if isinstance(layer, keras.Model):
+            fed.update(reached)
+        elif reached and not layer.trainable_weights:
+            raw.update((id(t), reached) for t in keras.tree.flatten(outputs))
+        return outputs
+
+    keras.models.clone_model(
+        model,
+        input_tensors=inputs if len(inputs) > 1 or listed else inputs[0],
+        clone_function=lambda layer: layer,
+        call_function=call,
+    )
+    return sorted(fed)
+
+
+def is_float(array: np.ndarray) -> bool:
     return np.issubdtype(array.dtype, np.floating)
 
 
@@ -63,7 +130,7 @@ def standardized_arrays(arrays: list[np.ndarray]) -> list[np.ndarray]:
     model's `Normalization` layers will (token ids as they are)."""
     out = []
     for array in arrays:
-        if _is_float(array):
+        if is_float(array):
             mean, variance = _moments(np.asarray(array, "float64"))
             array = ((array - mean) / np.sqrt(variance)).astype(array.dtype)
         out.append(array)
@@ -92,7 +159,7 @@ def with_units(original, inner, y, centred: list[str], arrays, listed: bool):
         for t in original.inputs
     ]
     fed = [
-        _standardized(t, a) if _is_float(a) else t
+        _standardized(t, a) if is_float(a) else t
         for t, a in zip(tensors, arrays, strict=True)
     ]
     single = len(tensors) == 1 and not listed

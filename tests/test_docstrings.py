@@ -23,6 +23,11 @@ PUBLIC = [
     km.OneCycle,
     km.scale_outputs,
     km.for_inference,
+    km.normalize_heads,
+    km.stable_heads,
+    km.stable_sigmoid,
+    km.stable_softmax,
+    km.LayerRates,
 ]
 
 

@@ -45,7 +45,7 @@ def _sgd_step(model, x, y, weights, lr=1e-6):
 def test_the_dominant_head_and_the_trunk_train_as_before(shortcut):
     x, y = _data()
     plain = _sgd_step(_model(), x, y, {"value": 1.0, "label": 0.0})
-    model = km.normalize_heads(_model(), y, x=x if shortcut else None)
+    model = km.normalize_heads(_model(), y, x=x if shortcut else None, units="raw")
     normalized = _sgd_step(model, x, y, {"value": 1.0, "label": 0.0})
     for path in ("trunk/kernel", "value/kernel", "value/bias"):
         np.testing.assert_allclose(normalized[path], plain[path], rtol=1e-4)
@@ -113,7 +113,9 @@ def test_the_shortcut_gives_a_small_head_what_the_trunk_does_not_compute():
     accuracy, start = {}, {}
     for shortcut in (False, True):
         keras.utils.set_random_seed(0)
-        model = km.normalize_heads(_blind_trunk(), y, x=x if shortcut else None)
+        model = km.normalize_heads(
+            _blind_trunk(), y, x=x if shortcut else None, units="raw"
+        )
         start[shortcut] = model.predict(x[:8], verbose=0)
         accuracy[shortcut] = _label_accuracy(model, x, y)
     for name in ("value", "label"):  # zero at the start: the same function
@@ -173,13 +175,15 @@ def test_the_primary_heads_come_from_the_targets_or_the_argument():
     ]
 
 
-@pytest.mark.parametrize("shortcut", [False, True])
-def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path, shortcut):
+@pytest.mark.parametrize("shortcut,units", [(False, "auto"), (True, "raw"), (True, "auto")])
+def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path, shortcut, units):
     x, y = _data()
     original = _model()
-    model = km.normalize_heads(original, y, x=x if shortcut else None)
-    assert model.get_layer("trunk") is original.get_layer("trunk")
-    assert model.get_layer("label").activation is km.stable_sigmoid
+    model = km.normalize_heads(original, y, x=x if shortcut else None, units=units)
+    # With x, "auto" holds the normalised model as one layer (units.py).
+    inner = model.get_layer(original.name) if shortcut and units == "auto" else model
+    assert inner.get_layer("trunk") is original.get_layer("trunk")
+    assert inner.get_layer("label").activation is km.stable_sigmoid
     model.compile("adam", {"value": "mse", "label": "binary_crossentropy"})
     model.fit(x, y, epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")

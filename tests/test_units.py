@@ -48,7 +48,7 @@ def _fit(model, x, y, steps=60):
 def test_standard_units_let_a_bounded_trunk_reach_its_target():
     x, y = _data()
     keras.utils.set_random_seed(0)
-    raw = km.normalize_heads(_model(), y, x=x)
+    raw = km.normalize_heads(_model(), y, x=x, units="raw")
     keras.utils.set_random_seed(0)
     standard = km.normalize_heads(_model(), y, x=x, units="standard")
     raw_mae, standard_mae = _fit(raw, x, y), _fit(standard, x, y)
@@ -141,3 +141,97 @@ def test_bad_units_arguments_are_named(kwargs, named):
     with pytest.raises(ValueError, match="units") as info:
         km.normalize_heads(_model(), **arguments)
     assert named in str(info.value)
+
+
+def _layer_names(model):
+    return [layer.name for layer in model.layers]
+
+
+def _backbone_model(preprocess=None):
+    """Inputs -> (optional weightless preprocessing) -> a nested backbone
+    -> two heads: the shape of a model built on `keras.applications`."""
+    inputs = keras.Input((3,), name="features")
+    backbone = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(16, activation="tanh")],
+        name="backbone",
+    )
+    h = backbone(preprocess(inputs) if preprocess else inputs)
+    return keras.Model(
+        inputs,
+        {
+            "price": keras.layers.Dense(1, name="price")(h),
+            "sold": keras.layers.Dense(1, activation="sigmoid", name="sold")(h),
+        },
+        name="shop",
+    )
+
+
+def _same_predictions(a, b, x):
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    for name in ("price", "sold"):
+        np.testing.assert_allclose(pa[name], pb[name], rtol=1e-5, atol=1e-6)
+
+
+def test_auto_is_standard_for_a_model_of_its_own_layers():
+    x, y = _data()
+    keras.utils.set_random_seed(0)
+    auto = km.normalize_heads(_model(), y, x=x)
+    keras.utils.set_random_seed(0)
+    standard = km.normalize_heads(_model(), y, x=x, units="standard")
+    assert _layer_names(auto) == _layer_names(standard)
+    assert "features_norm" in _layer_names(auto)
+    auto.set_weights(standard.get_weights())
+    _same_predictions(auto, standard, x)
+    assert _fit(auto, x, y) < 300  # the centred head reaches its target
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [None, lambda t: keras.layers.Rescaling(1 / 255, name="to_unit")(t)],
+    ids=["direct", "behind_rescaling"],
+)
+def test_auto_leaves_the_units_of_a_nested_backbone(preprocess):
+    """A float input that reaches a nested model through weightless layers
+    only stays raw, and so does the dominant head: the backbone was
+    pretrained in those units."""
+    from keras_multiphase.units import backbone_inputs
+
+    x, y = _data()
+    model = _backbone_model(preprocess)
+    assert backbone_inputs(model) == ["features"]
+    keras.utils.set_random_seed(0)
+    auto = km.normalize_heads(model, y, x=x)
+    keras.utils.set_random_seed(0)
+    raw = km.normalize_heads(_backbone_model(preprocess), y, x=x, units="raw")
+    assert "features_norm" not in _layer_names(auto)
+    assert auto.get_layer("price") is model.get_layer("price")  # not rescaled
+    assert _layer_names(auto) == _layer_names(raw)
+
+
+def test_a_backbone_behind_a_trained_layer_is_not_reading_the_inputs():
+    from keras_multiphase.units import backbone_inputs
+
+    inputs = keras.Input((3,), name="features")
+    h = keras.layers.Dense(3, name="stem")(inputs)
+    h = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)], name="bb")(h)
+    model = keras.Model(
+        inputs, {"price": keras.layers.Dense(1, name="price")(h),
+                 "sold": keras.layers.Dense(1, name="sold")(h)}
+    )
+    assert backbone_inputs(model) == []
+
+
+def test_auto_without_x_or_y_is_raw():
+    x, y = _data()
+    without_x = km.normalize_heads(_model(), y)
+    assert "features_norm" not in _layer_names(without_x)
+    without_y = km.normalize_heads(_model(), primary="price", x=x)
+    assert "features_norm" not in _layer_names(without_y)
+    assert "sold_input_norm" in _layer_names(without_y)
+
+
+def test_a_second_call_adds_nothing():
+    x, y = _data()
+    once = km.normalize_heads(_model(), y, x=x)
+    assert km.normalize_heads(once, y, x=x) is once
+    assert km.normalize_heads(once, y, x=x, units="standard") is once

@@ -27,6 +27,7 @@ from keras_multiphase.callbacks.lr_callback import LRCallback, check_backup_orde
 from keras_multiphase.callbacks.monitor import TrainingDynamicsWarning
 from keras_multiphase.diagnosis.hidden_heads import HiddenHeads
 from keras_multiphase.engine.plan import BASE
+from keras_multiphase.layer_groups import layer_tree
 
 NORMALIZE = ("count", "initial_sum", "none")
 
@@ -570,7 +571,8 @@ class LossWeightBalancer(EpochCallback):
         if not all(key in logs for key in keys):
             return
         if self._hidden is None:
-            layers = {layer.name for layer in self.model.layers}
+            # units="standard" nests the normalised model: look inside.
+            layers = {layer.name for layer in layer_tree(self.model).values()}
             normalized = {n for n in self._names if f"{n}_input_norm" in layers}
             self._hidden = HiddenHeads(self._names, normalized)
         losses = {n: float(np.asarray(logs[f"{n}_loss"])) for n in self._names}
