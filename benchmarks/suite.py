@@ -42,7 +42,7 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
                      inputs, predictions in original units) + the preset
   multiphase+heads   normalize_heads(model, y): a BatchNormalization before
                      each small head, stable sigmoid / softmax; + the preset
-  multiphase+heads+x normalize_heads(model, y, x=x): the same, each small
+  multiphase+heads+x normalize_heads(model, y, x=x, units="raw"): the same, each small
                      regression head's bias at its target's mean, and each
                      small head's own path from the standardised inputs (a
                      hidden ReLU layer, then a map that starts at zero)
@@ -85,6 +85,9 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   multiphase+units   normalize_heads(model, y, x=x, units="standard"): the
                      package's form of +inputs+centred (every primary
                      regression head centred)
+  multiphase+auto    normalize_heads(model, y, x=x): the default,
+                     units="auto" ("standard" unless a float input reaches
+                     a nested backbone; then "raw", the two lines)
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
@@ -119,8 +122,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from problems import BATCH, HELD_OUT, PROBLEMS  # noqa: E402
 from problems_arch import ARCHITECTURES  # noqa: E402
+from problems_holdout import HOLDOUT  # noqa: E402
 
-HELD_OUT = {**HELD_OUT, **ARCHITECTURES}
+HELD_OUT = {**HELD_OUT, **ARCHITECTURES, **HOLDOUT}
 
 import keras_multiphase as km  # noqa: E402
 
@@ -178,6 +182,7 @@ EXPERIMENTS = (
     "multiphase+heads+x+inputs+zdom",
     "multiphase+heads+x+inputs+centred",
     "multiphase+units",
+    "multiphase+auto",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
@@ -238,7 +243,7 @@ def setup(run, problem, model, x, y, epochs):
         if run.endswith("+heads"):
             model = km.normalize_heads(model, y)
         if run.endswith("+heads+x"):
-            model = km.normalize_heads(model, y, x=x)
+            model = km.normalize_heads(model, y, x=x, units="raw")
     elif run.startswith("multiphase"):
         overrides = {"peak_lr": 5e-5} if run == "multiphase@5e-5" else {}
         if run in ("multiphase+dwa", "multiphase+magnitude"):
@@ -281,7 +286,7 @@ def setup(run, problem, model, x, y, epochs):
         if run == "multiphase+heads+inputs":
             model = standardised_inputs(model, x)
         if run == "multiphase+heads+x":
-            model = km.normalize_heads(model, y, x=x)
+            model = km.normalize_heads(model, y, x=x, units="raw")
         if run == "multiphase+heads+xlinear":
             model = linear_shortcuts(model, y, x)
         if run == "multiphase+heads+skip":
@@ -290,6 +295,8 @@ def setup(run, problem, model, x, y, epochs):
             model = folded_inputs(km.normalize_heads(model, y), x)
         if run == "multiphase+units":  # the package's units="standard"
             model = km.normalize_heads(model, y, x=x, units="standard")
+        if run == "multiphase+auto":  # the default: units="auto"
+            model = km.normalize_heads(model, y, x=x)
         if run.startswith("multiphase+heads+x+"):
             model, weights = scaled_variant(run, problem, model, x, y)
         if run.startswith("multiphase+heads+centred"):
@@ -328,7 +335,9 @@ def scaled_variant(run, problem, model, x, y):
     the dominant head in z-units (scale_outputs on it alone)."""
     inputs = "+inputs" in run and np.issubdtype(x.dtype, np.floating)
     mean, sd = _moments(x) if inputs else (0.0, 1.0)
-    model = km.normalize_heads(model, y, x=(x - mean) / sd if inputs else x)
+    model = km.normalize_heads(
+        model, y, x=(x - mean) / sd if inputs else x, units="raw"
+    )
     weights = None
     if run.endswith("+zdom"):
         scaled = km.scale_outputs(model, y, outputs=[problem.dominant])
