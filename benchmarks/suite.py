@@ -88,6 +88,10 @@ AdamW. Every run of a seed starts from the same initial weights. Runs:
   multiphase+auto    normalize_heads(model, y, x=x): the default,
                      units="auto" ("standard" unless a float input reaches
                      a nested backbone; then "raw", the two lines)
+  multiphase+auto+bn experiments: the dominant head centred and reading
+  multiphase+heads+x+centred_bn  its features through a BatchNormalization,
+                     the float inputs standardised as units="auto" does
+                     (+auto+bn) or never (+centred_bn)
 
 Reported per problem, mean +- sd over seeds: the total validation loss (the
 sum of the unweighted component losses, in original units, so runs with
@@ -183,6 +187,8 @@ EXPERIMENTS = (
     "multiphase+heads+x+inputs+centred",
     "multiphase+units",
     "multiphase+auto",
+    "multiphase+auto+bn",
+    "multiphase+heads+x+centred_bn",
     "multiphase+heads+folded",
     "multiphase+heads+skip",
     "multiphase+heads+xlinear",
@@ -297,6 +303,8 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y, x=x, units="standard")
         if run == "multiphase+auto":  # the default: units="auto"
             model = km.normalize_heads(model, y, x=x)
+        if run in ("multiphase+auto+bn", "multiphase+heads+x+centred_bn"):
+            model = centred_bn_variant(run, problem, model, x, y)
         if run.startswith("multiphase+heads+x+"):
             model, weights = scaled_variant(run, problem, model, x, y)
         if run.startswith("multiphase+heads+centred"):
@@ -345,6 +353,26 @@ def scaled_variant(run, problem, model, x, y):
     if run.endswith("+centred"):  # the same units, the loss in original ones
         model = centred_dominant(model, problem, y, False)
     return (standardised_inputs(model, x) if inputs else model), weights
+
+
+def centred_bn_variant(run, problem, model, x, y):
+    """An experiment: normalize_heads(x=), the dominant head centred and
+    reading its features through a BatchNormalization; with `+auto+bn` the
+    float inputs standardised unless a nested backbone reads them (as
+    units="auto"), with `+heads+x+centred_bn` never."""
+    from keras_multiphase.units import backbone_inputs
+
+    inputs = (
+        run == "multiphase+auto+bn"
+        and np.issubdtype(x.dtype, np.floating)
+        and not backbone_inputs(model)
+    )
+    mean, sd = _moments(x) if inputs else (0.0, 1.0)
+    model = km.normalize_heads(
+        model, y, x=(x - mean) / sd if inputs else x, units="raw"
+    )
+    model = centred_dominant(model, problem, y, True)
+    return standardised_inputs(model, x) if inputs else model
 
 
 def standardised_inputs(model, x):

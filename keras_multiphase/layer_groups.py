@@ -169,9 +169,23 @@ def multiplier_groups(model, rates: dict, layer_decay: float | None):
     return group_of, [t[0] for t in tuples], names
 
 
-def phase_groups(model, per_phase: list[dict]):
+def batch_norm_variables(model) -> set[int]:
+    """Ids of the scales and offsets of the model's `BatchNormalization`
+    layers, nested models' included."""
+    return {
+        id(v)
+        for layer in layer_tree(model).values()
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.trainable_variables
+    }
+
+
+def phase_groups(model, per_phase: list[dict], train_bn: list[bool] | None = None):
     """Groups of the model's trainable variables by their multipliers in
-    each phase (`per_phase[k]`: phase k's `layer_rates`, or `{}`).
+    each phase (`per_phase[k]`: phase k's `layer_rates`, or `{}`). In a
+    phase with `train_bn[k]`, a `BatchNormalization` layer's scale and
+    offset that a key freezes (0) train at the phase's rate (1.0):
+    fastai's `train_bn`.
 
     Returns `(group_of, table, names)`: `table[k][g]` is group g's
     multiplier in phase k.
@@ -181,6 +195,10 @@ def phase_groups(model, per_phase: list[dict]):
         _given(model, rates, ids, f"PhaseLR: `phases[{k}].layer_rates`")
         for k, rates in enumerate(per_phase)
     ]
+    if any(train_bn or ()):
+        norms = batch_norm_variables(model)
+        for g, on in zip(given, train_bn, strict=True):
+            g.update({i: 1.0 for i in norms if on and g.get(i) == 0.0})
     vectors = {i: tuple(g.get(i, 1.0) for g in given) for i in ids}
     group_of, tuples, names = _grouped(model, vectors)
     table = [[t[k] for t in tuples] for k in range(len(per_phase))]

@@ -226,6 +226,46 @@ def test_phase_layer_rates_are_checked():
         fit(model, [phases])
 
 
+def _bn_backbone_model():
+    """A nested backbone (Dense, BatchNormalization) under a head, SGD."""
+    backbone = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+        ],
+        name="backbone",
+    )
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(backbone(inputs)))
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    return model
+
+
+@pytest.mark.parametrize("train_bn", [False, True])
+def test_train_bn_trains_a_frozen_trunks_batch_norm(train_bn):
+    """fastai's train_bn: with the trunk frozen, its BatchNormalization's
+    scale and offset move at the phase's rate (train_bn) or stay (not)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    model = _bn_backbone_model()
+    bn = model.get_layer("backbone").get_layer("bn")
+    dense = model.get_layer("backbone").get_layer("conv")
+    start = [np.array(w) for w in (*bn.get_weights()[:2], dense.get_weights()[0])]
+    phase = {"lr": 0.1, "layer_rates": {"backbone": 0.0}, "train_bn": train_bn}
+    model.fit(x, x.sum(1, keepdims=True) * 5, batch_size=8, epochs=1, verbose=0,
+              callbacks=[PhaseLR([phase])])
+    gamma, beta, kernel = bn.get_weights()[0], bn.get_weights()[1], dense.get_weights()[0]
+    np.testing.assert_array_equal(kernel, start[2])  # the rest stays frozen
+    moved = not np.allclose(gamma, start[0]) and not np.allclose(beta, start[1])
+    assert moved == train_bn
+
+
+def test_train_bn_is_checked():
+    with pytest.raises(ValueError, match="phases\\[0\\].train_bn.*Received"):
+        PhaseLR([{"lr": 0.1, "train_bn": "yes"}])
+
+
 def test_the_trunk_rule():
     from keras_multiphase.layer_groups import trunk_layers
 

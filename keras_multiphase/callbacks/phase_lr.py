@@ -13,6 +13,7 @@ from keras_multiphase import _keras_internals
 from keras_multiphase._messages import say
 from keras_multiphase._state import unwrap_optimizer
 from keras_multiphase._validation import (
+    check_bool,
     check_choice,
     check_int,
     check_log_dir,
@@ -36,6 +37,7 @@ PHASE_KEYS = (
     "transition_steps",
     "plateau",
     "layer_rates",
+    "train_bn",
 )
 PLATEAU_KEYS = ("monitor", "patience", "min_delta", "mode", "min_delta_mode")
 RANGE_TEST_KEYS = (
@@ -82,6 +84,8 @@ def _normalize_phase(i: int, phase, last: bool, relative: bool) -> dict:
         out["plateau"] = _phase_plateau(where, phase["plateau"], last)
     if phase.get("layer_rates") is not None:
         out["layer_rates"] = check_rates(f"{where}.layer_rates", phase["layer_rates"])
+    if phase.get("train_bn") is not None:
+        out["train_bn"] = check_bool(f"{where}.train_bn", phase["train_bn"])
     return out
 
 
@@ -275,7 +279,10 @@ class PhaseLR(LRCallback):
             `min_delta_mode`); `layer_rates` (mapping of layer names, glob
             patterns or layers to multipliers of the phase's rate, as
             `LayerRates`'s `rates`: 0 freezes; layers it does not name, and
-            every layer in a phase without it, take 1). The multipliers
+            every layer in a phase without it, take 1); `train_bn` (bool,
+            default False: fastai's `train_bn`): the scale and offset of a
+            `BatchNormalization` layer that `layer_rates` freezes train at
+            the phase's rate. The multipliers
             change at the phase's first step, inside the step, with no new
             trace.
         peak_lr: Optional float > 0 or `"auto"`. The rate that `ratio`
@@ -371,7 +378,9 @@ class PhaseLR(LRCallback):
             detector.attach(
                 store.variable(f"{self._key}.plateau_{i}", detector.initial_state())
             )
-        if any("layer_rates" in p for p in self.phases) and self._optimizer:
+        if any("layer_rates" in p or p.get("train_bn") for p in self.phases) and (
+            self._optimizer
+        ):
             self._scale_layers(store)
 
     def _scale_layers(self, store) -> None:
@@ -379,7 +388,9 @@ class PhaseLR(LRCallback):
         optimizer updates each group at the rate times the group's
         multiplier, which the step reads from the rate table's row."""
         group_of, table, names = phase_groups(
-            self.model, [p.get("layer_rates", {}) for p in self.phases]
+            self.model,
+            [p.get("layer_rates", {}) for p in self.phases],
+            [p.get("train_bn", False) for p in self.phases],
         )
         self.contribution.layer_table = np.asarray(table, "float32")
         self.contribution.layer_names = [_label(paths) for paths in names]
