@@ -33,7 +33,11 @@ def _conv_backbone(seed):
     h = image
     for i, filters in enumerate((16, 32)):
         h = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, kernel_initializer=init(seed + i)
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init(seed + i),
         )(h)
         h = keras.layers.BatchNormalization()(h)
         h = keras.layers.Activation("relu")(h)
@@ -58,7 +62,9 @@ def _pretrained_conv(seed):
         inputs = keras.Input((8, 8, 1))
         model = keras.Model(inputs, keras.layers.Dense(5, "softmax")(backbone(inputs)))
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        model.fit(images[upstream], label[upstream], batch_size=32, epochs=10, verbose=0)
+        model.fit(
+            images[upstream], label[upstream], batch_size=32, epochs=10, verbose=0
+        )
         _BACKBONES[seed] = backbone.get_weights()
     return _BACKBONES[seed]
 
@@ -99,8 +105,10 @@ def attention_data(seed):
         pressure = 1000 + 10 * rng.normal(size=(n, 1)) + drift * step
         pressure = pressure + rng.normal(0, 0.5, (n, 20))
         peak = rng.integers(0, 20, (n, 1))
-        temperature = 20 + 8 * rng.normal(size=(n, 1)) + 6 * np.exp(
-            -0.5 * ((step - peak) / 1.5) ** 2
+        temperature = (
+            20
+            + 8 * rng.normal(size=(n, 1))
+            + 6 * np.exp(-0.5 * ((step - peak) / 1.5) ** 2)
         )
         temperature = temperature + rng.normal(0, 0.3, (n, 20))
         valve = (rng.uniform(size=(n, 20)) < 0.5).astype("float32")

@@ -55,7 +55,7 @@ def check_units(units, x, y) -> str:
 
 
 def resolved_units(units: str, model, x, y, listed: bool) -> str:
-    """"raw" or "standard": `"auto"` is "standard" when `x` and `y` are
+    """ "raw" or "standard": `"auto"` is "standard" when `x` and `y` are
     given, no float input feeds a nested model directly (a backbone whose
     input units its own training fixed) and the model holds no units of
     its own yet; else "raw"."""

@@ -175,7 +175,9 @@ def test_the_primary_heads_come_from_the_targets_or_the_argument():
     ]
 
 
-@pytest.mark.parametrize("shortcut,units", [(False, "auto"), (True, "raw"), (True, "auto")])
+@pytest.mark.parametrize(
+    "shortcut,units", [(False, "auto"), (True, "raw"), (True, "auto")]
+)
 def test_the_weights_are_shared_and_a_saved_model_loads(tmp_path, shortcut, units):
     x, y = _data()
     original = _model()

@@ -253,9 +253,19 @@ def test_train_bn_trains_a_frozen_trunks_batch_norm(train_bn):
     dense = model.get_layer("backbone").get_layer("conv")
     start = [np.array(w) for w in (*bn.get_weights()[:2], dense.get_weights()[0])]
     phase = {"lr": 0.1, "layer_rates": {"backbone": 0.0}, "train_bn": train_bn}
-    model.fit(x, x.sum(1, keepdims=True) * 5, batch_size=8, epochs=1, verbose=0,
-              callbacks=[PhaseLR([phase])])
-    gamma, beta, kernel = bn.get_weights()[0], bn.get_weights()[1], dense.get_weights()[0]
+    model.fit(
+        x,
+        x.sum(1, keepdims=True) * 5,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[PhaseLR([phase])],
+    )
+    gamma, beta, kernel = (
+        bn.get_weights()[0],
+        bn.get_weights()[1],
+        dense.get_weights()[0],
+    )
     np.testing.assert_array_equal(kernel, start[2])  # the rest stays frozen
     moved = not np.allclose(gamma, start[0]) and not np.allclose(beta, start[1])
     assert moved == train_bn

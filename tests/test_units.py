@@ -215,8 +215,11 @@ def test_a_backbone_behind_a_trained_layer_is_not_reading_the_inputs():
     h = keras.layers.Dense(3, name="stem")(inputs)
     h = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)], name="bb")(h)
     model = keras.Model(
-        inputs, {"price": keras.layers.Dense(1, name="price")(h),
-                 "sold": keras.layers.Dense(1, name="sold")(h)}
+        inputs,
+        {
+            "price": keras.layers.Dense(1, name="price")(h),
+            "sold": keras.layers.Dense(1, name="sold")(h),
+        },
     )
     assert backbone_inputs(model) == []
 
