@@ -197,7 +197,9 @@ EXPERIMENTS = (
     "sgdr@1e-3",
     "sgdr@peak",
 )
-# Runs named on the command line (--variant): preset("multiphase", **overrides).
+# Runs named on the command line (--variant): preset("multiphase", **overrides);
+# "preset" names another, "units" adds normalize_heads(model, y, x=x, units=)
+# ("auto+bn": the multiphase+auto+bn experiment).
 VARIANTS: dict[str, dict] = {}
 # What users pick instead of a schedule (benchmarks/peers.py): at their
 # defaults, and Schedule-Free AdamW at the range test's peak.
@@ -238,9 +240,14 @@ def setup(run, problem, model, x, y, epochs):
     elif run in VARIANTS:
         overrides = dict(VARIANTS[run])
         name_or_path = overrides.pop("preset", "multiphase")
+        units = overrides.pop("units", None)  # with normalize_heads(x=)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             callbacks = km.preset(name_or_path, **overrides)
+        if units == "auto+bn":
+            model = centred_bn_variant("multiphase+auto+bn", problem, model, x, y)
+        elif units is not None:
+            model = km.normalize_heads(model, y, x=x, units=units)
     elif run.startswith("fine_tune"):
         overrides = {"trunk_ratio": 0.1} if "@trunk10" in run else {}
         with warnings.catch_warnings():
