@@ -312,7 +312,7 @@ def setup(run, problem, model, x, y, epochs):
             model = km.normalize_heads(model, y, x=x)
         if run in ("multiphase+auto+bn", "multiphase+heads+x+centred_bn"):
             model = centred_bn_variant(run, problem, model, x, y)
-        if run.startswith("multiphase+heads+x+"):
+        if run.startswith("multiphase+heads+x+") and "centred_bn" not in run:
             model, weights = scaled_variant(run, problem, model, x, y)
         if run.startswith("multiphase+heads+centred"):
             model = centred_dominant(model, problem, y, run.endswith("_bn"))

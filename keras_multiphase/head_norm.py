@@ -45,19 +45,16 @@ import numpy as np
 from keras_multiphase import _keras_internals
 from keras_multiphase.input_path import input_features
 from keras_multiphase.output_scaling import (
-    _arrays_per_input,
     _as_dict,
     _is_regression,
     output_names,
 )
 from keras_multiphase.stable_heads import _STABLE, _activation_name, _output_layers
 from keras_multiphase.units import (
-    centred_heads,
     check_units,
     has_units,
-    is_float,
-    resolved_units,
     standardized_arrays,
+    units_plan,
     with_units,
 )
 
@@ -181,14 +178,11 @@ def normalize_heads(
         return model  # a second call: its inputs and heads are set already
     heads = _heads(model)
     chosen = _primary(model, y, primary)
-    if resolved_units(units, model, x, y, _listed_input(model)) == "standard":
-        arrays = _arrays_per_input(model, x)  # checked once
-        centred = centred_heads(model, y, chosen)
-        if units == "standard" or centred or any(map(is_float, arrays)):
-            inner = normalize_heads(
-                model, y, sorted(chosen), standardized_arrays(arrays), units="raw"
-            )
-            return with_units(model, inner, y, centred, arrays, _listed_input(model))
+    plan = units_plan(units, model, x, y, heads, chosen, _listed_input(model))
+    if plan is not None:
+        inputs = standardized_arrays(plan[2], plan[0])
+        inner = normalize_heads(model, y, sorted(chosen), inputs, units="raw")
+        return with_units(model, inner, y, plan, _listed_input(model))
     small = {layer for name, layer in heads.items() if name not in chosen}
     if not small:
         warnings.warn(

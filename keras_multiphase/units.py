@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from keras_multiphase.output_scaling import (
+    _arrays_per_input,
     _as_dict,
     _check_names,
     _is_regression,
@@ -34,6 +35,13 @@ from keras_multiphase.output_scaling import (
 )
 
 UNITS = ("auto", "raw", "standard")
+# `"auto"` centres a primary regression head when its target's root mean
+# square is more than this many times the sum of its features (plus 1):
+# measured on 15 problems, the heads centring helped were at 9.6 and above
+# (a conv net, an LSTM, attention, a BatchNormalization backbone), the ones
+# it cost 3x to 10x at 2.5 and below (a Dense backbone pretrained on raw
+# pixels): benchmarks/README.md, "Which units".
+REACH = 5.0
 
 
 def check_units(units, x, y) -> str:
@@ -54,18 +62,45 @@ def check_units(units, x, y) -> str:
     return units
 
 
-def resolved_units(units: str, model, x, y, listed: bool) -> str:
-    """ "raw" or "standard": `"auto"` is "standard" when `x` and `y` are
-    given, no float input feeds a nested model directly (a backbone whose
-    input units its own training fixed) and the model holds no units of
-    its own yet; else "raw"."""
-    if units != "auto":
-        return units
-    if x is None or y is None or has_units(model):
-        return "raw"
-    if backbone_inputs(model, listed):
-        return "raw"
-    return "standard"
+def units_plan(units: str, model, x, y, heads: dict, primary: set, listed: bool):
+    """What `units` changes: `(standardised, centred)`, the indices of the
+    float inputs to standardise and the outputs to centre, or None for
+    nothing (the model as it is).
+
+    `"standard"`: every float input and every primary regression head.
+    `"auto"` (needs `x` and `y`): every float input that no nested backbone
+    reads (`backbone_inputs`), and each primary regression head that its
+    features cannot reach (`reach_ratio` above `REACH`). `heads`: each
+    output's layer."""
+    if units == "raw" or (units == "auto" and (x is None or y is None)):
+        return None
+    arrays = _arrays_per_input(model, x)
+    floats = [i for i, array in enumerate(arrays) if is_float(array)]
+    regression = regression_heads(model, y, primary)
+    if units == "standard":
+        return floats, regression, arrays
+    names = [t.name for t in model.inputs]
+    kept = set(backbone_inputs(model, listed))
+    floats = [i for i in floats if names[i] not in kept]
+    fed = standardized_arrays(arrays, floats)
+    targets = _as_dict(model, y)
+    centred = [
+        n for n in regression if reach_ratio(model, heads[n], fed, targets[n]) > REACH
+    ]
+    return (floats, centred, arrays) if floats or centred else None
+
+
+def reach_ratio(model, layer, arrays, target, samples: int = 256) -> float:
+    """The root mean square of an output's target over what its head's
+    features sum to (the mean L1 norm of the features plus 1, for the
+    bias) on the first `samples` inputs: how many times its weights must
+    grow for the head to reach its target in the model's own units."""
+    features = keras.Model(model.inputs, layer.input)
+    first = [a[:samples] for a in arrays]
+    h = keras.ops.convert_to_numpy(features(first if len(first) > 1 else first[0]))
+    reach = np.abs(np.asarray(h, "float64")).reshape(len(h), -1).sum(1).mean() + 1
+    values = np.asarray(target, "float64")
+    return float(np.sqrt(np.mean(values**2)) / reach)
 
 
 def has_units(model) -> bool:
@@ -125,19 +160,19 @@ def is_float(array: np.ndarray) -> bool:
     return np.issubdtype(array.dtype, np.floating)
 
 
-def standardized_arrays(arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """`arrays`, the float ones standardised per channel as the returned
-    model's `Normalization` layers will (token ids as they are)."""
+def standardized_arrays(arrays: list[np.ndarray], which) -> list[np.ndarray]:
+    """`arrays`, those at the indices `which` standardised per channel as
+    the returned model's `Normalization` layers will."""
     out = []
-    for array in arrays:
-        if is_float(array):
+    for i, array in enumerate(arrays):
+        if i in which:
             mean, variance = _moments(np.asarray(array, "float64"))
             array = ((array - mean) / np.sqrt(variance)).astype(array.dtype)
         out.append(array)
     return out
 
 
-def centred_heads(model, y, primary: set) -> list[str]:
+def regression_heads(model, y, primary: set) -> list[str]:
     """The primary outputs whose target is a regression target."""
     targets = _as_dict(model, y)
     return [
@@ -147,10 +182,11 @@ def centred_heads(model, y, primary: set) -> list[str]:
     ]
 
 
-def with_units(original, inner, y, centred: list[str], arrays, listed: bool):
-    """`inner` (the normalised model) between standardised float inputs
-    and centred `centred` outputs, with `original`'s inputs and output
-    names (`listed`: the model takes a list even of one input)."""
+def with_units(original, inner, y, plan, listed: bool):
+    """`inner` (the normalised model) between the inputs and outputs of
+    `plan` (`units_plan`), with `original`'s inputs and output names
+    (`listed`: the model takes a list even of one input)."""
+    standardised, centred, arrays = plan
     names = output_names(original)
     _check_names(inner, names)
     mean, sd, _ = _statistics(names, _as_dict(original, y), centred, None)
@@ -159,8 +195,8 @@ def with_units(original, inner, y, centred: list[str], arrays, listed: bool):
         for t in original.inputs
     ]
     fed = [
-        _standardized(t, a) if is_float(a) else t
-        for t, a in zip(tensors, arrays, strict=True)
+        _standardized(t, a) if i in standardised else t
+        for i, (t, a) in enumerate(zip(tensors, arrays, strict=True))
     ]
     single = len(tensors) == 1 and not listed
     outputs = _rescaled(inner(fed[0] if single else fed), names, mean, sd)

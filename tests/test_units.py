@@ -147,12 +147,12 @@ def _layer_names(model):
     return [layer.name for layer in model.layers]
 
 
-def _backbone_model(preprocess=None):
+def _backbone_model(preprocess=None, activation="tanh"):
     """Inputs -> (optional weightless preprocessing) -> a nested backbone
     -> two heads: the shape of a model built on `keras.applications`."""
     inputs = keras.Input((3,), name="features")
     backbone = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(16, activation="tanh")],
+        [keras.Input((3,)), keras.layers.Dense(16, activation=activation)],
         name="backbone",
     )
     h = backbone(preprocess(inputs) if preprocess else inputs)
@@ -192,20 +192,35 @@ def test_auto_is_standard_for_a_model_of_its_own_layers():
 )
 def test_auto_leaves_the_units_of_a_nested_backbone(preprocess):
     """A float input that reaches a nested model through weightless layers
-    only stays raw, and so does the dominant head: the backbone was
-    pretrained in those units."""
+    only stays raw: the backbone was pretrained in those units. Its tanh
+    features (at most 16 in sum) cannot reach a price of 3,000: the head
+    is centred."""
     from keras_multiphase.units import backbone_inputs
 
     x, y = _data()
     model = _backbone_model(preprocess)
     assert backbone_inputs(model) == ["features"]
-    keras.utils.set_random_seed(0)
     auto = km.normalize_heads(model, y, x=x)
-    keras.utils.set_random_seed(0)
-    raw = km.normalize_heads(_backbone_model(preprocess), y, x=x, units="raw")
     assert "features_norm" not in _layer_names(auto)
-    assert auto.get_layer("price") is model.get_layer("price")  # not rescaled
-    assert _layer_names(auto) == _layer_names(raw)
+    assert isinstance(auto.get_layer("price"), keras.layers.Rescaling)
+    assert auto.get_layer("price").scale == pytest.approx(float(y["price"].std()))
+
+
+def test_auto_centres_only_a_head_its_features_cannot_reach():
+    """ReLU features of raw inputs in the tens of thousands sum far past the
+    price: the head reaches it in its own units and is left as it is (and
+    with the inputs kept for the backbone, nothing changes)."""
+    from keras_multiphase.units import reach_ratio
+
+    x, y = _data()
+    model = _backbone_model(activation="relu")
+    head = model.get_layer("price")
+    assert reach_ratio(model, head, [x], y["price"]) < 1
+    tanh = _backbone_model()
+    assert reach_ratio(tanh, tanh.get_layer("price"), [x], y["price"]) > 100
+    auto = km.normalize_heads(model, y, x=x)
+    assert auto.get_layer("price") is head
+    assert "features_norm" not in _layer_names(auto)
 
 
 def test_a_backbone_behind_a_trained_layer_is_not_reading_the_inputs():
