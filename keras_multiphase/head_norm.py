@@ -28,10 +28,11 @@ well", Karpathy 2019, "A Recipe for Training Neural Networks") where it
 would otherwise spend its first steps getting there.
 
 With `x` and `y` the units change too (`units="auto"`, units.py): the float
-inputs standardised and each primary regression head centred, so that a
-dominant target in the thousands is reachable from a conv net's, an LSTM's
-or an encoder's bounded features; unless a float input feeds a nested
-backbone, whose pretrained weights expect the units they were trained in.
+inputs standardised unless a nested backbone reads them (its pretrained
+weights expect the units they were trained in), and a primary regression
+head centred where its features cannot reach its target, so that a target
+in the thousands is reachable from a conv net's, an LSTM's or an encoder's
+bounded features.
 """
 
 from __future__ import annotations
@@ -148,16 +149,15 @@ def normalize_heads(
             its target's moments, named after the output), the loss left
             in original units; the returned model then holds the
             normalised model as one layer. `"raw"`: the inputs and the
-            primary heads as they are. `"auto"` is `"standard"` when `x`
-            and `y` are given, unless a float input reaches a nested
-            model (a backbone: `keras.applications`, keras-hub, your own)
-            through layers without trainable weights only: a backbone
-            keeps the units its own training fixed, so that model gets
-            `"raw"`. On a conv net, an LSTM, a transformer on token ids and
-            an MLP on badly scaled inputs `"standard"` took the dominant
-            head's error down 3x to 13x; on a trunk pretrained on the raw
-            inputs it cost 3x to 4x (benchmarks/README.md, "Which
-            units"). Pass `"raw"` for a pretrained trunk that is not a
+            primary heads as they are. `"auto"` (with `x` and `y`; else
+            `"raw"`): the float inputs standardised unless a nested model
+            (a backbone: `keras.applications`, keras-hub, your own) reads
+            them directly or through layers without trainable weights, and
+            a primary regression head centred only where its features
+            cannot reach its target (`units.reach_ratio` above 5). Measured
+            on 16 problems (benchmarks/README.md, "The default units"); no
+            choice wins on all of them. Pass `"raw"` for a pretrained trunk
+            that is not a
             nested model (`keras.Model(base.input, ...)`).
 
     Returns:

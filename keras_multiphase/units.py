@@ -1,5 +1,7 @@
-"""`normalize_heads(..., units="standard")`: the trunk's float inputs
-standardised and each dominant regression head centred, in one model.
+"""`normalize_heads(..., units=)`: the trunk's float inputs standardised
+and dominant regression heads centred, in one model (`"standard"`: all of
+them; `"auto"`, the default: inputs no nested backbone reads, and heads
+whose features cannot reach their target).
 
 Measured on 13 benchmark problems (benchmarks/README.md, "Which units"):
 on a conv net, an LSTM, a transformer encoder on token ids and an MLP on
@@ -40,7 +42,7 @@ UNITS = ("auto", "raw", "standard")
 # measured on 15 problems, the heads centring helped were at 9.6 and above
 # (a conv net, an LSTM, attention, a BatchNormalization backbone), the ones
 # it cost 3x to 10x at 2.5 and below (a Dense backbone pretrained on raw
-# pixels): benchmarks/README.md, "Which units".
+# pixels): benchmarks/README.md, "The default units".
 REACH = 5.0
 
 
@@ -63,9 +65,10 @@ def check_units(units, x, y) -> str:
 
 
 def units_plan(units: str, model, x, y, heads: dict, primary: set, listed: bool):
-    """What `units` changes: `(standardised, centred)`, the indices of the
-    float inputs to standardise and the outputs to centre, or None for
-    nothing (the model as it is).
+    """What `units` changes: `(standardised, centred, arrays)`, the indices
+    of the float inputs to standardise, the outputs to centre and the
+    inputs checked per model input; or None for nothing (the model as it
+    is).
 
     `"standard"`: every float input and every primary regression head.
     `"auto"` (needs `x` and `y`): every float input that no nested backbone
