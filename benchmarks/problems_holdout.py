@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from problems import Problem, _heads, _split
+from problems import Problem, _heads
+from problems_arch import _split_arrays
 
 _BACKBONES: dict = {}
 
@@ -88,9 +89,7 @@ def conv_bn_data(seed):
             "float32"
         ),
     }
-    train, val = _split(len(images), 0.25, seed)
-    pick = lambda idx: {k: v[idx] for k, v in y.items()}  # noqa: E731
-    return images[train], pick(train), images[val], pick(val)
+    return _split_arrays(images, y, seed, fraction=0.25)
 
 
 def conv_bn_model(seed, pretrained=True):
