@@ -100,7 +100,7 @@ def reach_ratio(model, layer, arrays, target, samples: int = 256) -> float:
     grow for the head to reach its target in the model's own units."""
     features = keras.Model(model.inputs, layer.input)
     first = [a[:samples] for a in arrays]
-    h = keras.ops.convert_to_numpy(features(first if len(first) > 1 else first[0]))
+    h = keras.ops.convert_to_numpy(features(first))  # built on a list of inputs
     reach = np.abs(np.asarray(h, "float64")).reshape(len(h), -1).sum(1).mean() + 1
     values = np.asarray(target, "float64")
     return float(np.sqrt(np.mean(values**2)) / reach)

@@ -201,6 +201,23 @@ def test_phase_layer_rates_change_inside_an_epoch_with_one_trace(where, monkeypa
         assert len({id(f) for f in traced}) == 1 and len(traced) == 1
 
 
+def test_a_key_covering_every_variable_freezes_then_trains_the_whole_model():
+    """One group of variables (a key that matches them all, as `fine_tune`'s
+    trunk on a model nested whole) is one column of the rate table: the
+    first step is frozen, the next two move each weight by the rate."""
+    model = parallel(keras.optimizers.SGD(1.0))
+    phases = PhaseLR(
+        [
+            {"name": "frozen", "lr": 0.1, "steps": 1, "layer_rates": {"*": 0}},
+            {"name": "all", "lr": 0.1},
+        ]
+    )
+    fit(model, [phases], epochs=3)
+    w = weights(model)
+    assert w["trunk"] == pytest.approx(1 - 2 * 0.1, abs=1e-6)
+    assert w["head"] == pytest.approx(1 - 2 * 0.1, abs=1e-6)
+
+
 def test_phase_layer_rates_compose_with_layer_rates():
     model = parallel(keras.optimizers.SGD(1.0))
     phases = PhaseLR(

@@ -354,9 +354,10 @@ class ComposedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         steps = self.run_step(np.asarray(steps, "float32"), xp)
         columns = [np.broadcast_to(self.compose(steps, xp), steps.shape)[..., None]]
         for provider, _, count in self._hooks():
-            shape = steps.shape if count == 1 else (*steps.shape, count)
-            values = np.broadcast_to(provider.step_values(steps, xp), shape)
-            columns.append(values.reshape(*steps.shape, count))
+            values = np.asarray(provider.step_values(steps, xp))
+            if values.ndim == steps.ndim:  # one value per step, not a vector
+                values = values[..., None]
+            columns.append(np.broadcast_to(values, (*steps.shape, count)))
         return np.concatenate(columns, -1)
 
     def evaluate(self, steps):

@@ -373,7 +373,10 @@ class NamedPhases:
 
     def apply_step_value(self, value) -> None:
         """Sets this step's multipliers (inside the step, before the
-        optimizer's update reads them)."""
+        optimizer's update reads them). A table row gives one group's
+        multiplier as a scalar."""
+        if tuple(value.shape) != tuple(self.layer_state.shape):
+            value = ops.reshape(value, self.layer_state.shape)
         self.layer_state.assign(value)
 
     # -- functions of the run's step ---------------------------------------
