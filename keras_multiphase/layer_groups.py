@@ -58,9 +58,13 @@ def trunk_layers(model) -> list:
     fine-tuned): its nested models with weights (a `keras.applications` or
     keras-hub backbone), if any; else, with several outputs, the layers
     with weights every output depends on; else every layer with weights
-    but the last."""
+    but the last. A model whose only layer with weights is one nested
+    model (a wrapper) has that model's trunk."""
     weighted = [layer for layer in model.layers if layer.trainable_variables]
     nested = [layer for layer in weighted if isinstance(layer, keras.Model)]
+    if weighted == nested and len(nested) == 1:
+        # A wrapper (normalize_heads' units model): its inner model's trunk.
+        return trunk_layers(nested[0])
     if nested:
         return nested
     outputs = list(getattr(model, "outputs", None) or [])

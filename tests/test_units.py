@@ -253,3 +253,43 @@ def test_a_second_call_adds_nothing():
     once = km.normalize_heads(_model(), y, x=x)
     assert km.normalize_heads(once, y, x=x) is once
     assert km.normalize_heads(once, y, x=x, units="standard") is once
+
+
+class _Kernels(keras.callbacks.Callback):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers, self.seen = layers, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append([np.array(layer.kernel.numpy()) for layer in self.layers])
+
+
+def test_fine_tune_freezes_the_trunk_inside_the_units_model():
+    """`fine_tune`'s trunk rule looks through the units wrapper: its first
+    epoch trains the heads with the trunk frozen (not the whole model
+    frozen, nor nothing)."""
+    from keras_multiphase.layer_groups import trunk_layers
+
+    x, y = _data(n=320)
+    original = _model()
+    model = km.normalize_heads(original, y, x=x, units="standard")
+    assert [layer.name for layer in trunk_layers(model)] == ["trunk"]
+    trunk, head = original.get_layer("trunk"), original.get_layer("sold")
+    start = [np.array(trunk.kernel.numpy()), np.array(head.kernel.numpy())]
+    model.compile(
+        keras.optimizers.AdamW(1e-3), {"price": "mse", "sold": "binary_crossentropy"}
+    )
+    kernels = _Kernels([trunk, head])
+    # 20 epochs of 10 steps: the frozen 5% is the first epoch.
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=20,
+        verbose=0,
+        callbacks=[*km.preset("fine_tune", peak_lr=1e-3), kernels],
+    )
+    first, second = kernels.seen[0], kernels.seen[1]
+    np.testing.assert_array_equal(first[0], start[0])  # the trunk: frozen
+    assert not np.array_equal(first[1], start[1])  # the head: trained
+    assert not np.array_equal(second[0], first[0])  # then the trunk trains
